@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The service database options, the same in every module.
+    DOCUMENTATION = r'''
+options:
+  cinder_db:
+    description:
+      - The Cinder database. Either the URL exactly as in C([database] connection) of
+        C(cinder.conf) (for example V(mysql+pymysql://cinder:secret@db.example.org/cinder?charset=utf8)),
+        or a dict.
+      - As a dict, give C(url) or C(config_file) (the path of the service's own config file,
+        read from its C(section), by default C(database)), and optionally the TLS files
+        C(ca_cert), C(client_cert) and C(client_key).
+      - The password is never shown in results, diffs, journals or warnings.
+      - Modules that do not need this database ignore it, so O(cinder_db), O(nova_db),
+        O(nova_api_db) and O(placement_db) can be set once for the whole collection
+        through C(module_defaults) with the action group C(group/stackmender.openstack.openstack).
+    type: raw
+    version_added: 0.1.0
+  nova_db:
+    description:
+      - The Nova cell database (C([database] connection) of C(nova.conf)), in the same forms as O(cinder_db).
+      - For clouds with several cells, give O(nova_api_db) instead. Each cell's database
+        is then found through C(cell_mappings).
+    type: raw
+    version_added: 0.1.0
+  nova_api_db:
+    description:
+      - The Nova API database (C([api_database] connection) of C(nova.conf); the default config
+        section for C(config_file) is C(api_database)), in the same forms as O(cinder_db).
+      - Used to find every cell database through C(cell_mappings) when O(nova_db) is not given.
+        Cell0 is read but never written.
+    type: raw
+    version_added: 0.1.0
+  placement_db:
+    description:
+      - The Placement database (C([placement_database] connection) of C(placement.conf); the default
+        config section for C(config_file) is C(placement_database)), in the same forms as O(cinder_db).
+    type: raw
+    version_added: 0.1.0
+  cloud:
+    description:
+      - The cloud for API calls, a name in C(clouds.yaml) or a dict of connection settings.
+      - When absent, the single cloud of C(OS_CLIENT_CONFIG_FILE)/C(clouds.yaml) is used,
+        as AWX's OpenStack credential provides it.
+    type: raw
+    version_added: 0.1.0
+  method:
+    description:
+      - How to make the change. V(api) uses the OpenStack APIs. V(db) changes the service
+        databases directly.
+      - V(auto) uses the API where it can express the change and a cloud is configured, and
+        the database otherwise. The result's RV(method) and RV(method_reason) say which path
+        was taken and why.
+    type: str
+    choices: [auto, api, db]
+    default: auto
+    version_added: 0.1.0
+  lock_timeout:
+    description:
+      - Seconds to wait for row locks held by another transaction before failing cleanly,
+        with nothing changed.
+    type: int
+    default: 30
+    version_added: 0.1.0
+requirements:
+  - PyMySQL (for the database path)
+'''

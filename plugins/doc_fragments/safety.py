@@ -1,0 +1,32 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Guards, force and journals: the same in every remediation module.
+    DOCUMENTATION = r'''
+options:
+  force:
+    description:
+      - Override the module's guards, such as Nova still using a volume. Each guard the run
+        overrode is returned in RV(forced_guards) and recorded in the journal with O(force_reason).
+      - Input errors, unknown resources and rows that changed since the plan are never overridden.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  force_reason:
+    description:
+      - Why the guards may be overridden (a ticket, what was verified). Required with O(force).
+    type: str
+    version_added: 0.1.0
+  journal_dir:
+    description:
+      - Directory for the journal files of before-images, one per run that writes.
+      - Defaults to C($XDG_STATE_HOME/stackmender/journal), that is C(~/.local/state/stackmender/journal).
+    type: path
+    version_added: 0.1.0
+'''

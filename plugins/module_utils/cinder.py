@@ -1,0 +1,129 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Cinder facts shared by the modules: statuses, dependent rows, quota usage.
+
+The rules mirror Cinder's own database API: soft delete is ``deleted = 1``
+with ``deleted_at`` set; ``volume_destroy`` soft-deletes a volume's dependent
+rows and keeps their ``updated_at``; a detached attachment also gets
+``attach_status = 'detached'`` and ``detach_time``; the cleanup ``workers``
+row of a volume is hard-deleted, never the ``SENTINEL`` row.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
+
+# Every volume status Cinder's reset-status accepts, plus 'deleted' (ours).
+VOLUME_STATUSES = (
+    'available', 'in-use', 'error', 'error_deleting', 'error_managing', 'error_restoring',
+    'error_extending', 'error_backing-up', 'creating', 'deleting', 'attaching', 'detaching',
+    'maintenance', 'restoring-backup', 'reserved', 'awaiting-transfer', 'backing-up',
+    'downloading', 'uploading', 'retyping', 'extending', 'managing', 'deleted',
+)
+
+# States that mean "an operation is in flight". Resetting a volume into one of
+# them leaves it waiting for work no service is doing.
+TRANSITIONAL_STATUSES = (
+    'creating', 'deleting', 'attaching', 'detaching', 'maintenance', 'restoring-backup',
+    'reserved', 'awaiting-transfer', 'backing-up', 'downloading', 'uploading', 'retyping',
+    'extending', 'managing',
+)
+
+ATTACH_STATUSES = ('attached', 'detached')
+
+# migration_status values a reset may set; 'none' clears the column.
+MIGRATION_STATUSES = ('none', 'error', 'success')
+MIGRATION_IN_FLIGHT = ('migrating', 'starting', 'completing', 'deleting')
+
+# Volume statuses from which retiring the row as deleted is what Cinder's
+# own (force) delete would end in.
+DELETABLE_STATUSES = ('error_deleting', 'deleting', 'error', 'available', 'error_restoring',
+                      'error_extending', 'error_managing')
+
+# Tables whose live rows volume_destroy soft-deletes with the volume.
+VOLUME_DEPENDENT_TABLES = ('volume_metadata', 'volume_admin_metadata', 'snapshots', 'transfers',
+                           'volume_glance_metadata', 'volume_attachment')
+
+
+def is_migrating(migration_status):
+    value = migration_status or ''
+    return value in MIGRATION_IN_FLIGHT or value.startswith('target:')
+
+
+def rows_by_volume(session, table, volume_ids, extra_where='', extra_params=()):
+    """Live rows of ``table`` for the volumes, grouped by volume id."""
+    grouped = {}
+    for chunk in chunks(volume_ids):
+        rows = session.query('SELECT * FROM `%s` WHERE deleted = 0 AND volume_id IN (%s)%s ORDER BY id'
+                             % (table, placeholders(len(chunk)), extra_where),
+                             list(chunk) + list(extra_params))
+        for row in rows:
+            grouped.setdefault(row['volume_id'], []).append(row)
+    return grouped
+
+
+def volume_workers(session, volume_ids):
+    """Cleanup ``workers`` rows of the volumes (the SENTINEL row is never one)."""
+    grouped = {}
+    for chunk in chunks(volume_ids):
+        rows = session.query("SELECT * FROM workers WHERE resource_type = 'VOLUME' AND resource_id IN (%s) ORDER BY id"
+                             % placeholders(len(chunk)), chunk)
+        for row in rows:
+            grouped.setdefault(row['resource_id'], []).append(row)
+    return grouped
+
+
+def quota_decrements(volumes, type_names, snapshots_by_volume=None):
+    """Usage to give back per (project, resource) when these volumes go away.
+
+    Matches what Cinder's volume manager reserves negatively on delete:
+    ``volumes`` and ``gigabytes``, and the per-type ``volumes_<type>`` and
+    ``gigabytes_<type>``; snapshots it deletes give back ``snapshots`` and
+    their size. Rows with ``use_quota = 0`` (temporary volumes) count nothing.
+    """
+    totals = {}
+
+    def add(project, resource, amount):
+        if project is None or not amount:
+            return
+        key = (project, resource)
+        totals[key] = totals.get(key, 0) + amount
+
+    for volume in volumes:
+        if not volume.get('use_quota', 1):
+            continue
+        project = volume['project_id']
+        size = volume.get('size') or 0
+        type_name = type_names.get(volume.get('volume_type_id'))
+        add(project, 'volumes', 1)
+        add(project, 'gigabytes', size)
+        if type_name:
+            add(project, 'volumes_%s' % type_name, 1)
+            add(project, 'gigabytes_%s' % type_name, size)
+        for snapshot in (snapshots_by_volume or {}).get(volume['id'], []):
+            if not snapshot.get('use_quota', 1):
+                continue
+            snap_size = snapshot.get('volume_size') or 0
+            add(project, 'snapshots', 1)
+            add(project, 'gigabytes', snap_size)
+            if type_name:
+                add(project, 'snapshots_%s' % type_name, 1)
+                add(project, 'gigabytes_%s' % type_name, snap_size)
+    return totals
+
+
+def quota_usage_rows(session, keys):
+    """Live ``quota_usages`` rows for (project, resource) pairs."""
+    projects = sorted(set(project for project, _resource in keys))
+    found = {}
+    for chunk in chunks(projects):
+        rows = session.query('SELECT * FROM quota_usages WHERE deleted = 0 AND project_id IN (%s) ORDER BY id'
+                             % placeholders(len(chunk)), chunk)
+        for row in rows:
+            key = (row['project_id'], row['resource'])
+            if key in keys:
+                found.setdefault(key, []).append(row)
+    return found

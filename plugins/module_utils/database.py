@@ -1,0 +1,324 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Database connections in the form the OpenStack services configure them.
+
+An option such as ``cinder_db`` is either the URL of ``[database] connection``
+(``mysql+pymysql://user:pass@host/cinder?charset=utf8``) or a dict naming the
+URL or the service's own config file, plus TLS files. Passwords never leave
+this module except inside the PyMySQL connect call: everything shown to the
+operator uses :meth:`DatabaseTarget.display`.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import re
+
+try:
+    from configparser import RawConfigParser, Error as ConfigParserError
+except ImportError:  # pragma: no cover - Python 2 is not supported by the modules
+    RawConfigParser = None
+    ConfigParserError = Exception
+
+try:
+    from urllib.parse import urlsplit, unquote, parse_qsl
+except ImportError:  # pragma: no cover
+    from urlparse import urlsplit, parse_qsl  # type: ignore
+    from urllib import unquote  # type: ignore
+
+try:
+    import pymysql
+    import pymysql.cursors
+    HAS_PYMYSQL = True
+    PYMYSQL_IMPORT_ERROR = None
+except ImportError as import_error:  # reported through missing_required_lib
+    pymysql = None
+    HAS_PYMYSQL = False
+    PYMYSQL_IMPORT_ERROR = import_error
+
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import (
+    DatabaseError,
+    InputError,
+)
+
+# Which config-file section holds each service database's connection URL.
+DEFAULT_SECTIONS = {
+    'cinder_db': 'database',
+    'nova_db': 'database',
+    'nova_api_db': 'api_database',
+    'placement_db': 'placement_database',
+}
+
+DATABASE_OPTION_KEYS = ('url', 'config_file', 'section', 'ca_cert', 'client_cert', 'client_key')
+
+# MariaDB/MySQL error numbers that deserve their own explanation.
+_ACCESS_DENIED = 1045
+_UNKNOWN_DATABASE = 1049
+_LOCK_WAIT_TIMEOUT = 1205
+_DEADLOCK = 1213
+_CANNOT_CONNECT = (2002, 2003, 2005, 2006)
+_CONNECTION_LOST = (2013, 2006, 1927)
+_QUERY_INTERRUPTED = (1317,)
+
+
+def database_option_spec():
+    """Argument spec of one ``*_db`` option: a URL string or a dict."""
+    return dict(type='raw')
+
+
+class DatabaseTarget(object):
+    """Where one service database lives, parsed and validated."""
+
+    def __init__(self, option, host=None, port=3306, user=None, password=None, database=None,
+                 unix_socket=None, charset='utf8', ssl=None, source=None):
+        self.option = option
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.database = database
+        self.unix_socket = unix_socket
+        self.charset = charset
+        self.ssl = ssl or {}
+        self.source = source
+
+    def display(self):
+        """The URL with its password removed: safe for results and messages."""
+        where = self.unix_socket if self.unix_socket and not self.host else '%s:%s' % (self.host, self.port)
+        return 'mysql://%s@%s/%s' % (self.user or '', where, self.database)
+
+    def identity(self):
+        """What a journal records to recognise this database later."""
+        return {'server': '%s:%s' % (self.host, self.port) if self.host else self.unix_socket,
+                'database': self.database}
+
+    def with_database(self, database):
+        return DatabaseTarget(self.option, host=self.host, port=self.port, user=self.user,
+                              password=self.password, database=database, unix_socket=self.unix_socket,
+                              charset=self.charset, ssl=dict(self.ssl), source=self.source)
+
+
+def parse_url(option, url, ssl=None, source=None):
+    """Parse a ``[database] connection`` URL into a :class:`DatabaseTarget`."""
+    if not isinstance(url, str) or not url.strip():
+        raise InputError('%s: the database URL is empty' % option)
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if not (scheme.startswith('mysql') or scheme.startswith('mariadb')):
+        raise InputError('%s: only MySQL/MariaDB databases are supported, the URL scheme is %r'
+                         % (option, parts.scheme or '(none)'))
+    database = parts.path.lstrip('/')
+    if not database:
+        raise InputError('%s: the URL names no database (expected mysql+pymysql://user:pass@host/dbname)' % option)
+    if not re.match(r'^[A-Za-z0-9_$-]{1,64}$', database):
+        raise InputError('%s: %r is not a valid database name' % (option, database))
+    query = dict(parse_qsl(parts.query))
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise InputError('%s: the URL has an invalid port' % option)
+    tls = dict(ssl or {})
+    for url_key, tls_key in (('ssl_ca', 'ca'), ('ssl_cert', 'cert'), ('ssl_key', 'key')):
+        if query.get(url_key):
+            tls.setdefault(tls_key, query[url_key])
+    return DatabaseTarget(
+        option,
+        host=parts.hostname or (None if query.get('unix_socket') else 'localhost'),
+        port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        database=database,
+        unix_socket=query.get('unix_socket'),
+        charset=query.get('charset', 'utf8'),
+        ssl=tls,
+        source=source,
+    )
+
+
+def read_config_url(option, path, section):
+    """Read ``connection`` from an OpenStack service config file."""
+    if not os.path.isfile(path):
+        raise InputError('%s: config file %s does not exist' % (option, path))
+    parser = RawConfigParser(strict=False)
+    try:
+        with open(path) as handle:
+            parser.read_file(handle)
+    except (IOError, OSError) as error:
+        raise InputError('%s: cannot read config file %s: %s' % (option, path, error.strerror))
+    except ConfigParserError as error:
+        raise InputError('%s: config file %s is not valid INI: %s' % (option, path, error.__class__.__name__))
+    if not parser.has_option(section, 'connection'):
+        raise InputError('%s: config file %s has no [%s] connection' % (option, path, section))
+    return parser.get(section, 'connection')
+
+
+def parse_database_option(option, value):
+    """Turn the raw value of a ``*_db`` option into a target, or None."""
+    if value is None or value == '':
+        return None
+    if isinstance(value, str):
+        return parse_url(option, value, source='url')
+    if not isinstance(value, dict):
+        raise InputError('%s must be a URL string or a dict with url or config_file' % option)
+    unknown = sorted(set(value) - set(DATABASE_OPTION_KEYS))
+    if unknown:
+        raise InputError('%s: unknown keys %s (allowed: %s)' % (option, ', '.join(unknown), ', '.join(DATABASE_OPTION_KEYS)))
+    if bool(value.get('url')) == bool(value.get('config_file')):
+        raise InputError('%s: give exactly one of url or config_file' % option)
+    tls = {}
+    for key, tls_key in (('ca_cert', 'ca'), ('client_cert', 'cert'), ('client_key', 'key')):
+        if value.get(key):
+            if not os.path.isfile(value[key]):
+                raise InputError('%s: %s file %s does not exist' % (option, key, value[key]))
+            tls[tls_key] = value[key]
+    if value.get('url'):
+        return parse_url(option, value['url'], ssl=tls, source='url')
+    section = value.get('section') or DEFAULT_SECTIONS.get(option, 'database')
+    url = read_config_url(option, value['config_file'], section)
+    return parse_url(option, url, ssl=tls, source='%s [%s]' % (value['config_file'], section))
+
+
+def describe_error(target, error):
+    """An operator-facing sentence for a PyMySQL error (never the password)."""
+    code = error.args[0] if getattr(error, 'args', None) else None
+    where = target.display()
+    if code == _ACCESS_DENIED:
+        return 'access denied for %s: wrong user or password, or missing grants' % where
+    if code == _UNKNOWN_DATABASE:
+        return 'database %s does not exist on %s' % (target.database, where)
+    if code in _CANNOT_CONNECT:
+        return 'cannot connect to the database server of %s: is it running and reachable?' % where
+    if code == _LOCK_WAIT_TIMEOUT:
+        return ('rows in %s are locked by another transaction; gave up after lock_timeout. '
+                'Nothing was changed; retry when the other writer is done' % where)
+    if code == _DEADLOCK:
+        return 'deadlock detected in %s; the transaction was rolled back, nothing was changed' % where
+    if code in _CONNECTION_LOST or code in _QUERY_INTERRUPTED:
+        return 'the connection to %s was lost or killed mid-transaction; the transaction was rolled back' % where
+    text = str(error.args[1]) if len(getattr(error, 'args', ())) > 1 else str(error)
+    if target.password:
+        text = text.replace(target.password, '********')
+    return 'database error on %s: %s' % (where, text)
+
+
+class Session(object):
+    """One connection to one service database, used for one transaction."""
+
+    def __init__(self, target, lock_timeout=30, connect_timeout=10):
+        self.target = target
+        self.lock_timeout = int(lock_timeout)
+        self.connect_timeout = connect_timeout
+        self.connection = None
+
+    def connect(self):
+        if not HAS_PYMYSQL:
+            raise DatabaseError('PyMySQL is required for the database path')
+        target = self.target
+        kwargs = dict(user=target.user, password=target.password or '', database=target.database,
+                      charset=target.charset or 'utf8', connect_timeout=self.connect_timeout,
+                      autocommit=False, cursorclass=pymysql.cursors.DictCursor)
+        if target.unix_socket:
+            kwargs['unix_socket'] = target.unix_socket
+        else:
+            kwargs['host'] = target.host
+            kwargs['port'] = target.port
+        if target.ssl:
+            kwargs['ssl'] = dict(target.ssl)
+        try:
+            self.connection = pymysql.connect(**kwargs)
+            with self.connection.cursor() as cursor:
+                # Bounded waits for row locks; the module fails cleanly instead of hanging.
+                cursor.execute('SET SESSION innodb_lock_wait_timeout = %s', (self.lock_timeout,))
+                cursor.execute('SET SESSION lock_wait_timeout = %s', (self.lock_timeout,))
+        except pymysql.err.MySQLError as error:
+            self.connection = None
+            raise DatabaseError(describe_error(target, error))
+        return self
+
+    def query(self, sql, params=None):
+        """Run a read; rows come back as dicts."""
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+        except pymysql.err.MySQLError as error:
+            raise DatabaseError(describe_error(self.target, error))
+
+    def execute(self, sql, params=None):
+        """Run a write; returns the number of rows it touched."""
+        try:
+            with self.connection.cursor() as cursor:
+                return cursor.execute(sql, params)
+        except pymysql.err.MySQLError as error:
+            raise DatabaseError(describe_error(self.target, error))
+
+    def commit(self):
+        try:
+            self.connection.commit()
+        except pymysql.err.MySQLError as error:
+            raise DatabaseError(describe_error(self.target, error))
+
+    def rollback(self):
+        if self.connection is None:
+            return
+        try:
+            self.connection.rollback()
+        except Exception:  # the connection may already be gone; nothing was committed
+            pass
+
+    def close(self):
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            except Exception:
+                pass
+            self.connection = None
+
+    def galera_state(self):
+        """None on a plain server, else the wsrep status variables that matter."""
+        rows = self.query("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")
+        if not rows or str(rows[0]['Value']).upper() != 'ON':
+            return None
+        status = self.query("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                            "('wsrep_cluster_status', 'wsrep_ready', 'wsrep_local_state_comment')")
+        return dict((row['Variable_name'], row['Value']) for row in status)
+
+    def require_writable_node(self):
+        """Refuse to write on a Galera node that is not Primary and ready."""
+        state = self.galera_state()
+        if state is None:
+            return
+        if state.get('wsrep_cluster_status') != 'Primary' or str(state.get('wsrep_ready')).upper() != 'ON':
+            raise DatabaseError(
+                'refusing to write to %s: this Galera node is not part of the Primary component '
+                '(wsrep_cluster_status=%s, wsrep_ready=%s); run against a healthy node'
+                % (self.target.display(), state.get('wsrep_cluster_status'), state.get('wsrep_ready')),
+                galera=state)
+
+
+def format_cell_url(template, api_target):
+    """Resolve a ``cell_mappings.database_connection`` that may be a template.
+
+    Nova lets cell URLs use ``{username}``, ``{password}``, ``{hostname}``,
+    ``{port}``, ``{path}``, ``{scheme}`` and ``{query}`` from the API database
+    URL; they are filled from the API database's own target here.
+    """
+    if '{' not in template:
+        return template
+    values = {
+        'scheme': 'mysql+pymysql',
+        'username': api_target.user or '',
+        'password': api_target.password or '',
+        'hostname': api_target.host or '',
+        'port': api_target.port,
+        'path': api_target.database,
+        'query': 'charset=%s' % (api_target.charset or 'utf8'),
+        'fragment': '',
+    }
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        raise InputError('cannot resolve the cell database URL template in nova_api.cell_mappings')

@@ -1,0 +1,256 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Plans: the rows a module will change, computed once, shown in check mode
+and executed exactly as shown when applying.
+
+A :class:`RowChange` names one row by its primary key, the values it holds
+now (``before``) and the values it will hold (``after``). The executor turns
+consecutive changes of the same shape into set-based statements, re-reads
+and locks every row (``SELECT ... FOR UPDATE``) and refuses, with nothing
+written, when a row no longer matches the plan.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import base64
+import datetime
+import decimal
+import re
+
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import PlanConflict
+
+UPDATE = 'update'
+DELETE = 'delete'
+INSERT = 'insert'
+
+# Rows per statement when executing set-based changes.
+CHUNK_SIZE = 500
+# Keys shown per statement in a result; the count is always exact.
+SHOWN_KEYS = 50
+
+_IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,63}$')
+
+
+def quote_identifier(name):
+    """Backtick-quote a table or column name our own code chose.
+
+    Identifiers never come from user input; this check makes sure of it.
+    """
+    if not _IDENTIFIER.match(name):
+        raise ValueError('refusing unexpected SQL identifier %r' % (name,))
+    return '`%s`' % name
+
+
+def now():
+    """The timestamp a plan writes: UTC, whole seconds, as the services store it."""
+    return datetime.datetime.utcnow().replace(microsecond=0)
+
+
+def normalize(value):
+    """A JSON-safe, comparable form of a column value."""
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(' ')
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return {'base64': base64.b64encode(bytes(value)).decode('ascii')}
+    return value
+
+
+def normalize_row(row):
+    return dict((column, normalize(value)) for column, value in row.items())
+
+
+def sql_value(value):
+    """Turn a normalized (journal) value back into a parameter for PyMySQL."""
+    if isinstance(value, dict) and set(value) == {'base64'}:
+        return base64.b64decode(value['base64'])
+    return value
+
+
+class RowChange(object):
+    """One row to update, delete or insert, identified by its primary key."""
+
+    def __init__(self, database, table, key, action=UPDATE, before=None, after=None, expect=None, note=None):
+        if action not in (UPDATE, DELETE, INSERT):
+            raise ValueError('unknown row action %r' % (action,))
+        self.database = database
+        self.table = table
+        self.key = dict(key)
+        self.action = action
+        self.before = normalize_row(before or {})
+        self.after = normalize_row(after or {})
+        # Values that must still hold when applying, beyond those the change overwrites.
+        self.expect = normalize_row(expect or {})
+        self.note = note
+
+    @property
+    def key_column(self):
+        return list(self.key)[0]
+
+    @property
+    def key_value(self):
+        return list(self.key.values())[0]
+
+    def label(self):
+        return '%s/%s' % (self.table, self.key_value)
+
+    def signature(self):
+        """Changes with equal signatures run as one statement."""
+        if self.action == UPDATE:
+            values = tuple(sorted((column, repr(value)) for column, value in self.after.items()))
+        elif self.action == INSERT:
+            values = tuple(sorted(self.after))
+        else:
+            values = ()
+        return (self.database, self.table, self.action, self.key_column, values)
+
+    def checked_values(self):
+        """What the live row must hold at apply time for the plan to be valid."""
+        if self.action == INSERT:
+            return {}
+        checked = dict(self.expect)
+        checked.update(self.before)
+        return checked
+
+    def to_journal(self, locked_row=None):
+        entry = dict(database=self.database, table=self.table, key=self.key, action=self.action,
+                     before=self.before, after=self.after)
+        if locked_row is not None:
+            entry['row'] = normalize_row(locked_row)
+        if self.note:
+            entry['note'] = self.note
+        return entry
+
+
+class StatementGroup(object):
+    """Consecutive row changes that one statement shape can carry."""
+
+    def __init__(self, changes):
+        self.changes = changes
+        first = changes[0]
+        self.database = first.database
+        self.table = first.table
+        self.action = first.action
+        self.key_column = first.key_column
+
+    def keys(self):
+        return [change.key_value for change in self.changes]
+
+    def statement(self, count):
+        table = quote_identifier(self.table)
+        key = quote_identifier(self.key_column)
+        placeholders = ', '.join(['%s'] * count)
+        if self.action == UPDATE:
+            columns = sorted(self.changes[0].after)
+            assignments = ', '.join('%s = %%s' % quote_identifier(column) for column in columns)
+            return 'UPDATE %s SET %s WHERE %s IN (%s)' % (table, assignments, key, placeholders)
+        if self.action == DELETE:
+            return 'DELETE FROM %s WHERE %s IN (%s)' % (table, key, placeholders)
+        columns = sorted(self.changes[0].after)
+        row = '(%s)' % ', '.join(['%s'] * len(columns))
+        return 'INSERT INTO %s (%s) VALUES %s' % (
+            table, ', '.join(quote_identifier(column) for column in columns), ', '.join([row] * count))
+
+    def set_values(self):
+        if self.action != UPDATE:
+            return []
+        after = self.changes[0].after
+        return [after[column] for column in sorted(after)]
+
+    def describe(self):
+        """The plan entry shown to the operator: statement and parameters."""
+        keys = self.keys()
+        shown = keys[:SHOWN_KEYS]
+        if self.action == INSERT:
+            entry = dict(kind='sql', database=self.database, table=self.table, action=self.action,
+                         statement=self.statement(1), rows=len(keys), keys=shown)
+        else:
+            entry = dict(kind='sql', database=self.database, table=self.table, action=self.action,
+                         statement=self.statement(len(shown)), params=self.set_values() + shown,
+                         rows=len(keys))
+        if len(keys) > SHOWN_KEYS:
+            entry['keys_not_shown'] = len(keys) - SHOWN_KEYS
+        notes = sorted(set(change.note for change in self.changes if change.note))
+        if notes:
+            entry['why'] = '; '.join(notes)
+        return entry
+
+
+def group_changes(changes):
+    groups = []
+    for change in changes:
+        if groups and groups[-1].changes[0].signature() == change.signature():
+            groups[-1].changes.append(change)
+        else:
+            groups.append(StatementGroup([change]))
+    return groups
+
+
+def _chunks(items, size):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _mismatches(change, live_row):
+    """Columns whose live value differs from what the plan saw."""
+    if live_row is None:
+        return {'(row)': 'missing'} if change.action != INSERT else {}
+    if change.action == INSERT:
+        return {'(row)': 'already exists'}
+    live = normalize_row(live_row)
+    return dict((column, {'planned': expected, 'now': live.get(column)})
+                for column, expected in change.checked_values().items()
+                if live.get(column) != expected)
+
+
+def execute_group(session, group):
+    """Lock, re-check and write one statement group; returns journal entries."""
+    entries = []
+    table = quote_identifier(group.table)
+    key = quote_identifier(group.key_column)
+    for chunk in _chunks(group.changes, CHUNK_SIZE):
+        keys = [change.key_value for change in chunk]
+        locked = session.query('SELECT * FROM %s WHERE %s IN (%s) FOR UPDATE'
+                               % (table, key, ', '.join(['%s'] * len(keys))), keys)
+        by_key = dict((normalize(row[group.key_column]), row) for row in locked)
+        conflicts = {}
+        for change in chunk:
+            problems = _mismatches(change, by_key.get(normalize(change.key_value)))
+            if problems:
+                conflicts['%s.%s' % (change.database, change.label())] = problems
+        if conflicts:
+            raise PlanConflict('%d row(s) changed since the plan was made; nothing was written. '
+                               'Re-run to plan again from the current state' % len(conflicts),
+                               conflicts=conflicts)
+        if group.action == INSERT:
+            columns = sorted(chunk[0].after)
+            params = []
+            for change in chunk:
+                params.extend(sql_value(change.after[column]) for column in columns)
+        else:
+            params = [sql_value(value) for value in group.set_values()] + keys
+        written = session.execute(StatementGroup(chunk).statement(len(chunk)), params)
+        if written != len(chunk):
+            raise PlanConflict('%s on %s touched %d row(s) where the plan expected %d; rolled back'
+                               % (group.action, group.table, written, len(chunk)))
+        for change in chunk:
+            entries.append(change.to_journal(by_key.get(normalize(change.key_value))))
+    return entries
+
+
+def describe_changes(changes):
+    """``before``/``after`` of the result: only the fields the plan changes."""
+    before, after = {}, {}
+    for change in changes:
+        label = change.label()
+        before.setdefault(change.database, {})[label] = change.before if change.action != INSERT else None
+        after.setdefault(change.database, {})[label] = change.after if change.action != DELETE else None
+    return before, after

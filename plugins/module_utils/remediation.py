@@ -1,0 +1,312 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The base every remediation module stands on.
+
+A module declares its options and computes a :class:`Plan` from what it
+reads. This base does the rest, the same way for every module: argument
+parsing, database connections, the choice of method, guards and ``force``,
+check mode (return the plan, write nothing), applying exactly the plan in one
+transaction per database with a journal written before commit, idempotence
+(an empty plan is ``changed: false``), the result contract and the
+translation of every error into a clean ``fail_json``.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils import plan as planning
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import (
+    DatabaseError,
+    GuardRefusal,
+    InputError,
+    StackmenderError,
+)
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
+    COMMITTED,
+    INCOMPLETE,
+    ROLLED_BACK,
+    Journal,
+)
+from ansible_collections.stackmender.openstack.plugins.module_utils.schema import Schema
+
+CELL0_UUID = '00000000-0000-0000-0000-000000000000'
+
+
+def common_argument_spec():
+    """Options every module in the collection accepts (see the doc fragments)."""
+    return dict(
+        cinder_db=db.database_option_spec(),
+        nova_db=db.database_option_spec(),
+        nova_api_db=db.database_option_spec(),
+        placement_db=db.database_option_spec(),
+        cloud=dict(type='raw'),
+        method=dict(type='str', default='auto', choices=['auto', 'api', 'db']),
+        force=dict(type='bool', default=False),
+        force_reason=dict(type='str'),
+        journal_dir=dict(type='path'),
+        lock_timeout=dict(type='int', default=30),
+    )
+
+
+class Guard(object):
+    """One invariant that does not hold, with the rows that show it."""
+
+    def __init__(self, name, message, evidence=None):
+        self.name = name
+        self.message = message
+        self.evidence = [planning.normalize_row(row) if isinstance(row, dict) else row for row in (evidence or [])]
+
+    def to_result(self):
+        return dict(guard=self.name, message=self.message, evidence=self.evidence)
+
+
+class Plan(object):
+    """What a run will do: row changes (db) or calls (api), plus what it owes."""
+
+    def __init__(self):
+        self.changes = []
+        self.guards = []
+        self.warnings = []
+        self.notes = []
+
+    def change(self, *args, **kwargs):
+        self.changes.append(planning.RowChange(*args, **kwargs))
+
+    def refuse(self, name, message, evidence=None):
+        self.guards.append(Guard(name, message, evidence))
+
+    def warn(self, message):
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def note(self, message):
+        self.notes.append(message)
+
+
+class NovaCell(object):
+    """A Nova cell database the module may read (and, unless cell0, write)."""
+
+    def __init__(self, name, uuid, session):
+        self.name = name
+        self.uuid = uuid
+        self.session = session
+
+    @property
+    def is_cell0(self):
+        return self.uuid == CELL0_UUID
+
+
+class RemediationModule(object):
+    """Subclasses set ``module_name``, ``argument_spec`` and implement ``plan_db``."""
+
+    module_name = None
+    argument_spec = {}
+    module_kwargs = {}
+    # Database options whose presence makes the db method possible.
+    required_databases = ()
+
+    def __init__(self):
+        spec = common_argument_spec()
+        spec.update(self.argument_spec)
+        kwargs = dict(supports_check_mode=True, required_if=[('force', True, ['force_reason'])])
+        for key, value in self.module_kwargs.items():
+            kwargs[key] = kwargs.get(key, []) + value if isinstance(value, list) else value
+        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.params = self.module.params
+        self.targets = {}
+        self.sessions = {}
+        self.schemas = {}
+        self._cells = None
+
+    # ----------------------------------------------------------------- inputs
+
+    def _parse_databases(self):
+        for option in ('cinder_db', 'nova_db', 'nova_api_db', 'placement_db'):
+            target = db.parse_database_option(option, self.params.get(option))
+            if target is None:
+                continue
+            if target.password:
+                # Mask it wherever it could surface: results, invocation, warnings.
+                self.module.no_log_values.add(target.password)
+            self.targets[option] = target
+
+    def validate(self):
+        """Module-specific input checks; raise InputError. Runs before any connection."""
+
+    # ------------------------------------------------------------- databases
+
+    def session(self, option):
+        """The open session of a configured database option (connects lazily)."""
+        if option not in self.sessions:
+            if option not in self.targets:
+                raise InputError('%s is required for this operation' % option)
+            self.sessions[option] = db.Session(self.targets[option], lock_timeout=self.params['lock_timeout']).connect()
+        return self.sessions[option]
+
+    def schema(self, option, service):
+        if option not in self.schemas:
+            self.schemas[option] = Schema.probe(self.session(option), service)
+        return self.schemas[option]
+
+    def nova_cells(self):
+        """Cell databases: ``nova_db`` as the only cell, or every cell in ``nova_api_db``."""
+        if self._cells is not None:
+            return self._cells
+        cells = []
+        if 'nova_db' in self.targets:
+            cells.append(NovaCell('nova', None, self.session('nova_db')))
+        elif 'nova_api_db' in self.targets:
+            api = self.session('nova_api_db')
+            api_target = self.targets['nova_api_db']
+            for row in api.query('SELECT uuid, name, database_connection FROM cell_mappings ORDER BY id'):
+                url = db.format_cell_url(row['database_connection'] or '', api_target)
+                target = db.parse_url('nova_api_db cell %s' % (row['name'] or row['uuid']), url, ssl=api_target.ssl)
+                if target.password:
+                    self.module.no_log_values.add(target.password)
+                option = 'nova:%s' % (row['name'] or row['uuid'])
+                self.targets[option] = target
+                cells.append(NovaCell(option, row['uuid'], self.session(option)))
+        self._cells = cells
+        return cells
+
+    # ---------------------------------------------------------------- method
+
+    def api_available(self):
+        """Whether this module can express the requested change through the API."""
+        return False
+
+    def choose_method(self):
+        requested = self.params['method']
+        has_databases = all(option in self.targets for option in self.required_databases)
+        if requested == 'db':
+            if not has_databases:
+                raise InputError('method=db needs %s' % ' and '.join(self.required_databases))
+            return 'db', 'requested'
+        if requested == 'api':
+            if not self.api_available():
+                raise InputError('method=api is not available for %s in this version; use method=db'
+                                 % self.module_name)
+            return 'api', 'requested'
+        if self.api_available() and self.params.get('cloud') is not None:
+            return 'api', 'the API can express this change and a cloud is configured'
+        if has_databases:
+            return 'db', ('the API path is not available for this change, %s given' % ' and '.join(self.required_databases)
+                          if not self.api_available() else 'no cloud given, %s given' % ' and '.join(self.required_databases))
+        raise InputError('nothing to work with: give %s (method=db)' % ' and '.join(self.required_databases))
+
+    # ------------------------------------------------------------------- run
+
+    def plan_db(self):
+        raise NotImplementedError
+
+    def describe(self, plan):
+        """Summary sentence of a non-empty plan."""
+        return '%d row change(s) planned' % len(plan.changes)
+
+    def _database_identities(self):
+        return dict((option, target.identity()) for option, target in self.targets.items())
+
+    def _journal_arguments(self):
+        hidden = ('cinder_db', 'nova_db', 'nova_api_db', 'placement_db', 'cloud')
+        return dict((key, value) for key, value in self.params.items() if key not in hidden)
+
+    def _apply_db(self, plan, result):
+        journal = Journal(self.params.get('journal_dir'), self.module_name, self._journal_arguments(),
+                          self._database_identities(), self.params['force'], self.params.get('force_reason'))
+        journal.prepare_directory()
+        if self.params['force']:
+            journal.document['forced_guards'] = [guard.to_result() for guard in plan.guards]
+        written_options = []
+        for change in plan.changes:
+            if change.database not in written_options:
+                written_options.append(change.database)
+        for option in written_options:
+            self.session(option).require_writable_node()
+        entries = []
+        committed = []
+        journal_written = False
+        try:
+            for group in planning.group_changes(plan.changes):
+                entries.extend(planning.execute_group(self.session(group.database), group))
+            journal.document['entries'] = entries
+            journal.write()
+            journal_written = True
+            for option in written_options:
+                try:
+                    self.session(option).commit()
+                except DatabaseError:
+                    journal.document['commits'][option] = 'unknown'
+                    raise
+                journal.document['commits'][option] = 'committed'
+                committed.append(option)
+        except StackmenderError as error:
+            for option in written_options:
+                if option not in committed:
+                    self.session(option).rollback()
+            if journal_written:
+                status = INCOMPLETE if committed or 'unknown' in journal.document['commits'].values() else ROLLED_BACK
+                journal.write(status, error=error.msg)
+                error.details.setdefault('journal', journal.path)
+                error.details.setdefault('journal_status', status)
+            raise
+        journal.write(COMMITTED)
+        result['journal'] = journal.path
+
+    def run(self):
+        try:
+            if not db.HAS_PYMYSQL and self.params['method'] != 'api':
+                self.module.fail_json(msg=missing_required_lib('PyMySQL'), exception=str(db.PYMYSQL_IMPORT_ERROR))
+            self._parse_databases()
+            self.validate()
+            method, reason = self.choose_method()
+            plan = self.plan_db()
+            result = dict(changed=False, method=method, method_reason=reason, plan=[], before={}, after={},
+                          journal=None, force=self.params['force'])
+            if plan.guards:
+                guards = [guard.to_result() for guard in plan.guards]
+                if not self.params['force']:
+                    raise GuardRefusal('refused: %s. Nothing was changed; fix the cause, or set force '
+                                       'with a force_reason if you have verified it is safe'
+                                       % '; '.join(guard.message for guard in plan.guards), guards=guards)
+                result['forced_guards'] = guards
+                for guard in plan.guards:
+                    plan.warn('guard overridden by force (%s): %s' % (self.params.get('force_reason'), guard.message))
+            result['plan'] = [group.describe() for group in planning.group_changes(plan.changes)]
+            result['before'], result['after'] = planning.describe_changes(plan.changes)
+            if not plan.changes:
+                result['msg'] = 'nothing to do: %s' % ('; '.join(plan.notes) if plan.notes else 'already in the desired state')
+                self._finish(result, plan)
+            result['changed'] = True
+            if self.module._diff:
+                result['diff'] = dict(before=result['before'], after=result['after'],
+                                      before_header='%s: current' % self.module_name,
+                                      after_header='%s: planned' % self.module_name)
+            if self.module.check_mode:
+                result['msg'] = 'check mode: %s, nothing written' % self.describe(plan)
+                self._finish(result, plan)
+            self._apply_db(plan, result)
+            result['msg'] = '%s, applied' % self.describe(plan)
+            self._finish(result, plan)
+        except StackmenderError as error:
+            self._close()
+            details = dict(error.details)
+            self.module.fail_json(msg=error.msg, **details)
+
+    def _finish(self, result, plan):
+        for message in plan.warnings:
+            self.module.warn(message)
+        if plan.notes:
+            result['notes'] = plan.notes
+        self._close()
+        self.module.exit_json(**result)
+
+    def _close(self):
+        for session in self.sessions.values():
+            session.rollback()
+            session.close()
+        self.sessions = {}

@@ -1,0 +1,449 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: cinder_volume_state
+short_description: Set the status of stuck Cinder volumes, the way Cinder itself would
+version_added: 0.1.0
+description:
+  - Brings one or many Cinder volumes to a desired O(status), O(attach_status) and
+    O(migration_status): the repair for volumes stuck C(detaching), C(attaching) or
+    C(reserved), attachments Cinder keeps after Nova let go, and C(error_deleting) leftovers.
+  - Unlike a bare C(UPDATE volumes SET status=...), it changes every row Cinder's own
+    reset-status would. Detaching soft-deletes the live C(volume_attachment) rows and the
+    C(attached_mode) admin metadata, and removes the volume's cleanup C(workers) row.
+  - O(status=deleted) retires a volume the way Cinder's C(volume_destroy) does. The volume
+    and its dependent rows are soft-deleted, and the project's quota usage is given back.
+  - The plan is computed first. Check mode returns it and writes nothing. Applying runs
+    exactly that plan in one transaction, re-reading and locking every row, and writes a
+    journal of before-images that M(stackmender.openstack.journal_undo) can revert.
+  - This version changes volumes through the database (O(method=db)).
+author:
+  - stackmender developers
+extends_documentation_fragment:
+  - stackmender.openstack.database
+  - stackmender.openstack.safety
+  - stackmender.openstack.attributes
+options:
+  volume:
+    description:
+      - ID of the volume to repair, or a list of IDs repaired together in one transaction.
+    type: list
+    elements: str
+    required: true
+    aliases: [volumes]
+    version_added: 0.1.0
+  status:
+    description:
+      - The status the volume should have.
+      - V(deleted) retires the volume row and its dependent rows (soft delete) and gives
+        back its quota usage. Use it for C(error_deleting) leftovers whose backend object
+        is already gone.
+      - Transitional states such as V(detaching) or V(creating) are refused. A volume
+        reset into them waits for an operation that no service is running.
+      - V(available) implies O(attach_status=detached) unless given.
+      - V(in-use) implies O(attach_status=attached) unless given, and needs a live attachment.
+    type: str
+    choices: [available, in-use, error, error_deleting, error_managing, error_restoring,
+              error_extending, error_backing-up, creating, deleting, attaching, detaching,
+              maintenance, restoring-backup, reserved, awaiting-transfer, backing-up,
+              downloading, uploading, retyping, extending, managing, deleted]
+    version_added: 0.1.0
+  attach_status:
+    description:
+      - V(detached) soft-deletes every live attachment row of the volume and its
+        C(attached_mode) admin metadata, as Cinder's reset-status does. If O(status) is not
+        given, the volume becomes V(available).
+      - V(attached) needs at least one live attachment row.
+    type: str
+    choices: [attached, detached]
+    version_added: 0.1.0
+  migration_status:
+    description:
+      - Terminal migration status to set; V(none) clears it.
+    type: str
+    choices: ['none', error, success]
+    version_added: 0.1.0
+  from_status:
+    description:
+      - Only change volumes whose current status is one of these. Any other volume makes the
+        task fail, with nothing changed. Volumes already in the desired state are left alone.
+    type: list
+    elements: str
+    version_added: 0.1.0
+notes:
+  - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
+  - Nova still has a live block device mapping for the volume on a live instance (checked
+    when O(nova_db) or O(nova_api_db) is given).
+  - The volume is mid-migration and O(migration_status) is not given.
+  - V(in-use)/V(attached) is requested but no live attachment exists.
+  - V(deleted) is requested for a volume that is attached, has live snapshots, belongs to a
+    group, or is in a status Cinder would not delete from.
+  - After O(status=deleted) the backend object is not touched. Remove it on the storage
+    backend if it still exists.
+seealso:
+  - module: stackmender.openstack.journal_undo
+'''
+
+EXAMPLES = r'''
+- name: Show what resetting a volume stuck in detaching would change (nothing is written)
+  stackmender.openstack.cinder_volume_state:
+    volume: 6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11
+    status: available
+    cinder_db: /etc/cinder/cinder.conf
+    nova_api_db: "mysql+pymysql://nova:{{ nova_db_password }}@db.example.org/nova_api?charset=utf8"
+  check_mode: true
+  diff: true
+
+- name: Reset it, only if it is still detaching
+  stackmender.openstack.cinder_volume_state:
+    volume: 6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11
+    status: available
+    from_status: [detaching]
+    cinder_db:
+      config_file: /etc/cinder/cinder.conf
+    nova_api_db:
+      config_file: /etc/nova/nova.conf
+  register: reset
+
+- name: Retire error_deleting leftovers whose backend objects are already gone
+  stackmender.openstack.cinder_volume_state:
+    volume:
+      - 0d7cbb27-0f0f-4f0c-8c6f-1c2d4a5b6c7d
+      - 5e1f6a7b-8c9d-4e0f-a1b2-c3d4e5f60718
+    status: deleted
+    from_status: [error_deleting]
+    cinder_db: "mysql+pymysql://cinder:{{ cinder_db_password }}@db.example.org/cinder?charset=utf8"
+
+- name: Undo the reset from its journal
+  stackmender.openstack.journal_undo:
+    journal: "{{ reset.journal }}"
+    cinder_db: /etc/cinder/cinder.conf
+'''
+
+RETURN = r'''
+msg:
+  description: What was done or would be done.
+  returned: always
+  type: str
+  sample: "2 volume(s) to change (5 row change(s)), applied"
+method:
+  description: The path taken, V(db) or V(api).
+  returned: success
+  type: str
+  sample: db
+method_reason:
+  description: Why O(method=auto) chose that path, or V(requested).
+  returned: success
+  type: str
+plan:
+  description:
+    - The statements the run executes (or would in check mode), in order, with parameters.
+      Rows of one shape are one statement. C(keys_not_shown) counts keys left out of a long list.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - kind: sql
+      database: cinder_db
+      table: volumes
+      action: update
+      statement: "UPDATE `volumes` SET `attach_status` = %s, `status` = %s, `updated_at` = %s WHERE `id` IN (%s)"
+      params: [detached, available, "2026-11-22 03:04:05", 6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11]
+      rows: 1
+before:
+  description: Per database option, per C(table/id), the fields the plan changes, as they were.
+  returned: success
+  type: dict
+  sample: {cinder_db: {"volumes/6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11": {status: detaching}}}
+after:
+  description: The same fields as they are after the run (or would be, in check mode).
+  returned: success
+  type: dict
+  sample: {cinder_db: {"volumes/6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11": {status: available}}}
+diff:
+  description: O(before) and O(after) in Ansible's diff format.
+  returned: in diff mode, when something changes
+  type: dict
+journal:
+  description: Path of the journal of before-images; V(null) in check mode or when nothing changed.
+  returned: success
+  type: str
+  sample: /home/operator/.local/state/stackmender/journal/20261122T030405Z-cinder_volume_state-1a2b3c4d.json
+force:
+  description: Whether O(force) was set.
+  returned: success
+  type: bool
+forced_guards:
+  description: The guards O(force) overrode, with their evidence.
+  returned: when force overrode a guard
+  type: list
+  elements: dict
+guards:
+  description: On refusal, each guard that failed, its message and the evidence rows.
+  returned: failure by a guard
+  type: list
+  elements: dict
+  sample:
+    - guard: nova_bdm_live
+      message: "Nova still has a live block device mapping for volume 6b1a... on instance 2f9e..."
+      evidence: [{bdm_id: 12, instance_uuid: 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e, device_name: /dev/vdb}]
+notes:
+  description: Volumes left alone because they are already in the desired state.
+  returned: when there are any
+  type: list
+  elements: str
+'''
+
+from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.nova import live_volume_bdms
+from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
+from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
+
+CINDER = 'cinder_db'
+
+
+class CinderVolumeState(RemediationModule):
+    module_name = 'stackmender.openstack.cinder_volume_state'
+    required_databases = (CINDER,)
+    argument_spec = dict(
+        volume=dict(type='list', elements='str', required=True, aliases=['volumes']),
+        status=dict(type='str', choices=list(cinder.VOLUME_STATUSES)),
+        attach_status=dict(type='str', choices=list(cinder.ATTACH_STATUSES)),
+        migration_status=dict(type='str', choices=list(cinder.MIGRATION_STATUSES)),
+        from_status=dict(type='list', elements='str'),
+    )
+    module_kwargs = dict(required_one_of=[['status', 'attach_status', 'migration_status']])
+
+    def validate(self):
+        self.volume_ids = uuid_list(self.params['volume'], 'volume')
+        status, attach = self.params['status'], self.params['attach_status']
+        if status in cinder.TRANSITIONAL_STATUSES:
+            raise InputError("status %r is transitional: a volume reset into it waits for an operation no "
+                             "service is running. Choose a resting state such as available, in-use or error" % status)
+        if status == 'available' and attach == 'attached' or status == 'in-use' and attach == 'detached':
+            raise InputError('status %s contradicts attach_status %s' % (status, attach))
+        if status == 'deleted' and (attach or self.params['migration_status']):
+            raise InputError('status deleted takes no attach_status or migration_status')
+        for value in self.params['from_status'] or []:
+            if value not in cinder.VOLUME_STATUSES:
+                raise InputError('from_status: %r is not a Cinder volume status' % value)
+
+    def desired(self, volume):
+        """The target (status, attach_status, migration_status) of one volume."""
+        status, attach = self.params['status'], self.params['attach_status']
+        if attach is None:
+            attach = {'available': 'detached', 'in-use': 'attached'}.get(status, volume['attach_status'])
+        if status is None:
+            status = 'available' if attach == 'detached' and volume['attach_status'] != 'detached' else volume['status']
+        migration = volume['migration_status']
+        if self.params['migration_status'] is not None:
+            migration = None if self.params['migration_status'] == 'none' else self.params['migration_status']
+        return status, attach, migration
+
+    def plan_db(self):
+        plan = Plan()
+        session = self.session(CINDER)
+        schema = self.schema(CINDER, 'cinder')
+        schema.require('volumes', ('id', 'status', 'attach_status', 'migration_status', 'deleted', 'deleted_at',
+                                   'project_id', 'size', 'volume_type_id', 'group_id', 'consistencygroup_id'))
+        schema.require('volume_attachment', ('volume_id', 'attach_status', 'detach_time', 'deleted'))
+        volumes = self._read_volumes(session)
+        live = [volume for volume in volumes if not volume['deleted']]
+        ids = [volume['id'] for volume in live]
+        attachments = cinder.rows_by_volume(session, 'volume_attachment', ids)
+        workers = cinder.volume_workers(session, ids)
+        bdms = self._nova_bdms(ids, plan)
+        stamp = now()
+        retiring = []
+        for volume in volumes:
+            if self.params['status'] == 'deleted':
+                if volume['deleted']:
+                    plan.note('volume %s is already deleted' % volume['id'])
+                else:
+                    retiring.append(volume)
+                continue
+            if volume['deleted']:
+                raise InputError('volume %s is deleted; its status can no longer be set' % volume['id'])
+            self._plan_reset(plan, volume, attachments.get(volume['id'], []), workers.get(volume['id'], []),
+                             bdms.get(volume['id'], []), stamp, session)
+        if retiring:
+            self._plan_retire(plan, retiring, attachments, workers, bdms, stamp, session, schema)
+        return plan
+
+    def describe(self, plan):
+        volumes = set(change.key_value for change in plan.changes if change.table == 'volumes')
+        return '%d volume(s) to change (%d row change(s))' % (len(volumes), len(plan.changes))
+
+    # ------------------------------------------------------------- reading
+
+    def _read_volumes(self, session):
+        found = {}
+        for chunk in chunks(self.volume_ids):
+            for row in session.query('SELECT * FROM volumes WHERE id IN (%s)' % placeholders(len(chunk)), chunk):
+                found[row['id'].lower()] = row
+        missing = [volume_id for volume_id in self.volume_ids if volume_id not in found]
+        if missing:
+            raise InputError('volume(s) not found in the cinder database %s: %s'
+                             % (session.target.display(), ', '.join(missing)), missing=missing)
+        return [found[volume_id] for volume_id in self.volume_ids]
+
+    def _nova_bdms(self, volume_ids, plan):
+        if not volume_ids:
+            return {}
+        cells = self.nova_cells()
+        if not cells:
+            plan.warn('Nova was not consulted: give nova_db or nova_api_db so the module can refuse to '
+                      'detach a volume that Nova still uses')
+            return {}
+        grouped = {}
+        for row in live_volume_bdms(cells, volume_ids):
+            grouped.setdefault(row['volume_id'], []).append(row)
+        return grouped
+
+    # ------------------------------------------------------------ planning
+
+    def _check_from_status(self, volume):
+        allowed = self.params['from_status']
+        if allowed and volume['status'] not in allowed:
+            raise GuardRefusal('volume %s is %r, not one of from_status %s; nothing was changed'
+                               % (volume['id'], volume['status'], ', '.join(allowed)),
+                               guards=[dict(guard='from_status', message='status precondition not met',
+                                            evidence=[dict(id=volume['id'], status=volume['status'])])])
+
+    def _plan_reset(self, plan, volume, attachments, workers, bdms, stamp, session):
+        status, attach, migration = self.desired(volume)
+        current = (volume['status'], volume['attach_status'], volume['migration_status'])
+        # Cinder's reset to detached soft-deletes every live attachment row, whatever its state.
+        detach_rows = attachments if attach == 'detached' else []
+        if current == (status, attach, migration) and not detach_rows:
+            plan.note('volume %s is already %s/%s' % (volume['id'], status, attach))
+            return
+        self._check_from_status(volume)
+        volume_id = volume['id']
+        if cinder.is_migrating(volume['migration_status']) and self.params['migration_status'] is None:
+            plan.refuse('volume_migrating', 'volume %s is mid-migration (migration_status %s)'
+                        % (volume_id, volume['migration_status']),
+                        [dict(id=volume_id, migration_status=volume['migration_status'])])
+        if attach == 'attached' and not [row for row in attachments if not row['attach_status'].startswith('error')]:
+            plan.refuse('no_live_attachment', 'volume %s has no live attachment, so it cannot be %s/attached'
+                        % (volume_id, status), [dict(id=volume_id, attachments=0)])
+        if attach == 'detached' and bdms:
+            plan.refuse('nova_bdm_live', 'Nova still has a live block device mapping for volume %s on instance(s) %s'
+                        % (volume_id, ', '.join(sorted(set(row['instance_uuid'] for row in bdms)))), bdms)
+        changes = {}
+        for column, old, new in (('status', volume['status'], status),
+                                 ('attach_status', volume['attach_status'], attach),
+                                 ('migration_status', volume['migration_status'], migration)):
+            if old != new:
+                changes[column] = new
+        if changes:
+            before = dict((column, volume[column]) for column in changes)
+            changes['updated_at'] = stamp
+            before['updated_at'] = volume['updated_at']
+            plan.change(CINDER, 'volumes', {'id': volume_id}, before=before, after=changes,
+                        expect={'deleted': 0}, note='reset volume state')
+        for row in detach_rows:
+            plan.change(CINDER, 'volume_attachment', {'id': row['id']},
+                        before=dict(deleted=row['deleted'], deleted_at=row['deleted_at'],
+                                    attach_status=row['attach_status'], detach_time=row['detach_time']),
+                        after=dict(deleted=1, deleted_at=stamp, attach_status='detached', detach_time=stamp),
+                        note='detach: soft-delete the attachment as Cinder does')
+        if attach == 'detached':
+            self._plan_admin_metadata(plan, session, [volume_id], stamp, keys=('attached_mode',))
+        for row in workers:
+            plan.change(CINDER, 'workers', {'id': row['id']}, action=DELETE, before=row,
+                        note='remove the cleanup worker entry the reset makes useless')
+
+    def _plan_admin_metadata(self, plan, session, volume_ids, stamp, keys=None):
+        where, params = '', ()
+        if keys:
+            where, params = ' AND `key` IN (%s)' % placeholders(len(keys)), tuple(keys)
+        for rows in cinder.rows_by_volume(session, 'volume_admin_metadata', volume_ids, where, params).values():
+            for row in rows:
+                plan.change(CINDER, 'volume_admin_metadata', {'id': row['id']},
+                            before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
+                            after=dict(deleted=1, deleted_at=stamp),
+                            note='soft-delete %s admin metadata' % (row['key'] if keys else 'the volume\'s'))
+
+    def _plan_retire(self, plan, volumes, attachments, workers, bdms, stamp, session, schema):
+        ids = [volume['id'] for volume in volumes]
+        snapshots = cinder.rows_by_volume(session, 'snapshots', ids)
+        for volume in volumes:
+            self._check_from_status(volume)
+            volume_id = volume['id']
+            if volume['status'] not in cinder.DELETABLE_STATUSES:
+                plan.refuse('status_not_deletable', 'volume %s is %r; Cinder deletes only volumes in %s'
+                            % (volume_id, volume['status'], ', '.join(cinder.DELETABLE_STATUSES)),
+                            [dict(id=volume_id, status=volume['status'])])
+            attached = [row for row in attachments.get(volume_id, []) if row['attach_status'] == 'attached']
+            if volume['attach_status'] == 'attached' or attached:
+                plan.refuse('volume_attached', 'volume %s is still attached' % volume_id,
+                            [dict(id=volume_id, attach_status=volume['attach_status'])] + attached)
+            if bdms.get(volume_id):
+                plan.refuse('nova_bdm_live', 'Nova still has a live block device mapping for volume %s' % volume_id,
+                            bdms[volume_id])
+            if snapshots.get(volume_id):
+                plan.refuse('volume_has_snapshots', 'volume %s has %d live snapshot(s)'
+                            % (volume_id, len(snapshots[volume_id])), snapshots[volume_id])
+            if volume['group_id'] or volume['consistencygroup_id']:
+                plan.refuse('volume_in_group', 'volume %s belongs to a group; remove it from the group first' % volume_id,
+                            [dict(id=volume_id, group_id=volume['group_id'],
+                                  consistencygroup_id=volume['consistencygroup_id'])])
+            plan.change(CINDER, 'volumes', {'id': volume_id},
+                        before=dict(status=volume['status'], deleted=volume['deleted'], deleted_at=volume['deleted_at'],
+                                    migration_status=volume['migration_status']),
+                        after=dict(status='deleted', deleted=1, deleted_at=stamp, migration_status=None),
+                        note='retire the volume as Cinder\'s volume_destroy does')
+        for table in cinder.VOLUME_DEPENDENT_TABLES:
+            if not schema.has(table, 'volume_id'):
+                continue
+            rows = snapshots if table == 'snapshots' else attachments if table == 'volume_attachment' else \
+                cinder.rows_by_volume(session, table, ids)
+            for volume_id in ids:
+                for row in rows.get(volume_id, []):
+                    before = dict(deleted=row['deleted'], deleted_at=row['deleted_at'])
+                    after = dict(deleted=1, deleted_at=stamp)
+                    if table == 'volume_attachment':
+                        before.update(attach_status=row['attach_status'], detach_time=row['detach_time'])
+                        after.update(attach_status='detached', detach_time=stamp)
+                    plan.change(CINDER, table, {'id': row['id']}, before=before, after=after,
+                                note='soft-delete the rows that go with a deleted volume')
+        for volume_id in ids:
+            for row in workers.get(volume_id, []):
+                plan.change(CINDER, 'workers', {'id': row['id']}, action=DELETE, before=row,
+                            note='remove the cleanup worker entry of the deleted volume')
+        self._plan_quota(plan, session, volumes, snapshots)
+        plan.warn('the backend objects of retired volumes were not touched: remove them on the storage backend '
+                  'if they still exist')
+
+    def _plan_quota(self, plan, session, volumes, snapshots):
+        type_ids = sorted(set(volume['volume_type_id'] for volume in volumes if volume['volume_type_id']))
+        type_names = {}
+        for chunk in chunks(type_ids):
+            for row in session.query('SELECT id, name FROM volume_types WHERE id IN (%s)' % placeholders(len(chunk)), chunk):
+                type_names[row['id']] = row['name']
+        decrements = cinder.quota_decrements(volumes, type_names, snapshots)
+        usage = cinder.quota_usage_rows(session, decrements)
+        for key in sorted(decrements):
+            for row in usage.get(key, []):
+                new_value = max(0, (row['in_use'] or 0) - decrements[key])
+                if new_value != row['in_use']:
+                    plan.change(CINDER, 'quota_usages', {'id': row['id']}, before=dict(in_use=row['in_use']),
+                                after=dict(in_use=new_value), note='give back the quota usage of deleted volumes')
+
+
+def main():
+    CinderVolumeState().run()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,220 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: journal_undo
+short_description: Revert a run of a stackmender module from its journal
+version_added: 0.1.0
+description:
+  - Reads the journal a stackmender module wrote when it applied a plan. The journal holds
+    the before-image of every row the run changed. This module puts those rows back, in
+    reverse order, in one transaction per database.
+  - A row is reverted only if it still holds exactly what the run wrote. A row that changed
+    since is refused, with the evidence, unless O(force) is set. A row that already holds
+    its before-image is left alone, so a second undo reports no change.
+  - The undo plans first like every module. Check mode shows it and writes nothing. The undo
+    writes a journal of its own, so an undo can be undone.
+  - Give the same database options the original run used. Cell databases are found again
+    through O(nova_api_db).
+author:
+  - stackmender developers
+extends_documentation_fragment:
+  - stackmender.openstack.database
+  - stackmender.openstack.safety
+  - stackmender.openstack.attributes
+options:
+  journal:
+    description:
+      - Path of the journal file, as returned in RV(journal) by the run to revert.
+    type: path
+    required: true
+    version_added: 0.1.0
+notes:
+  - The journal records each database by server and name, never by credentials. The undo
+    refuses to write to a database whose name differs from the one recorded, unless O(force)
+    is set.
+seealso:
+  - module: stackmender.openstack.cinder_volume_state
+'''
+
+EXAMPLES = r'''
+- name: Show what undoing last night's reset would write back
+  stackmender.openstack.journal_undo:
+    journal: /var/lib/stackmender/journal/20261122T030405Z-cinder_volume_state-1a2b3c4d.json
+    cinder_db:
+      config_file: /etc/cinder/cinder.conf
+  check_mode: true
+  diff: true
+
+- name: Undo it
+  stackmender.openstack.journal_undo:
+    journal: /var/lib/stackmender/journal/20261122T030405Z-cinder_volume_state-1a2b3c4d.json
+    cinder_db:
+      config_file: /etc/cinder/cinder.conf
+'''
+
+RETURN = r'''
+msg:
+  description: What was done or would be done.
+  returned: always
+  type: str
+method:
+  description: Always V(db).
+  returned: success
+  type: str
+method_reason:
+  description: Why the database path was taken.
+  returned: success
+  type: str
+plan:
+  description: The statements that restore the rows, in order, with their parameters.
+  returned: success
+  type: list
+  elements: dict
+before:
+  description: Per database option and C(table/id), the fields as they are now.
+  returned: success
+  type: dict
+after:
+  description: The same fields as the journal recorded them before the original run.
+  returned: success
+  type: dict
+diff:
+  description: O(before) and O(after) in Ansible's diff format.
+  returned: in diff mode, when something changes
+  type: dict
+journal:
+  description: Path of the journal this undo wrote (itself revertible); V(null) in check mode.
+  returned: success
+  type: str
+force:
+  description: Whether O(force) was set.
+  returned: success
+  type: bool
+forced_guards:
+  description: The guards O(force) overrode, with their evidence.
+  returned: when force overrode a guard
+  type: list
+  elements: dict
+guards:
+  description: On refusal, the rows that changed since the original run, with their values.
+  returned: failure by a guard
+  type: list
+  elements: dict
+notes:
+  description: Rows that already hold their before-image.
+  returned: when there are any
+  type: list
+  elements: str
+'''
+
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import ROLLED_BACK, load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.plan import (
+    DELETE,
+    INSERT,
+    UPDATE,
+    normalize_row,
+    quote_identifier,
+)
+from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
+
+
+class JournalUndo(RemediationModule):
+    module_name = 'stackmender.openstack.journal_undo'
+    argument_spec = dict(journal=dict(type='path', required=True))
+
+    def validate(self):
+        self.document = load_journal(self.params['journal'])
+
+    def choose_method(self):
+        if self.params['method'] == 'api':
+            raise InputError('journal_undo restores database rows; method=api does not apply')
+        return 'db', 'a journal holds database rows'
+
+    def _check_database(self, plan, option):
+        """The session for a journal's database option, after checking it is the same database."""
+        if option.startswith('nova:'):
+            self.nova_cells()
+        if option not in self.targets:
+            needed = 'nova_api_db (to find cell %s)' % option.split(':', 1)[1] if option.startswith('nova:') else option
+            raise InputError('the journal changed rows in %s; give %s' % (option, needed))
+        recorded = self.document.get('databases', {}).get(option, {})
+        current = self.targets[option].identity()
+        if recorded.get('database') and recorded['database'] != current['database']:
+            plan.refuse('different_database', 'the journal was written for database %r but %s names %r'
+                        % (recorded['database'], option, current['database']), [dict(journal=recorded, given=current)])
+        elif recorded.get('server') and recorded['server'] != current['server']:
+            plan.warn('%s: the journal recorded server %s, now %s (same database name)'
+                      % (option, recorded['server'], current['server']))
+        return self.session(option)
+
+    def plan_db(self):
+        plan = Plan()
+        if self.document['status'] == ROLLED_BACK:
+            plan.note('the journaled run was rolled back; there is nothing to undo')
+            return plan
+        if self.document['status'] != 'committed':
+            plan.warn('the journal is %s: its run may not have committed; only rows that hold what it wrote are '
+                      'reverted' % self.document['status'])
+        sessions = {}
+        for entry in reversed(self.document['entries']):
+            option = entry['database']
+            if option not in sessions:
+                sessions[option] = self._check_database(plan, option)
+            self._plan_entry(plan, sessions[option], entry)
+        return plan
+
+    def _plan_entry(self, plan, session, entry):
+        table, key = entry['table'], entry['key']
+        key_column, key_value = list(key.items())[0]
+        rows = session.query('SELECT * FROM %s WHERE %s = %%s' % (quote_identifier(table), quote_identifier(key_column)),
+                             (key_value,))
+        live = normalize_row(rows[0]) if rows else None
+        label = '%s/%s' % (table, key_value)
+        if entry['action'] == UPDATE:
+            if live is None:
+                plan.refuse('row_missing', '%s no longer exists' % label, [dict(row=label)])
+                return
+            now = dict((column, live.get(column)) for column in entry['after'])
+            if now == entry['before']:
+                plan.note('%s already holds its before-image' % label)
+                return
+            if now != entry['after']:
+                plan.refuse('row_changed_since', '%s changed since the run' % label,
+                            [dict(row=label, written=entry['after'], now=now)])
+            plan.change(entry['database'], table, key, before=now, after=entry['before'], note='restore the before-image')
+        elif entry['action'] == DELETE:
+            if live is None:
+                plan.change(entry['database'], table, key, action=INSERT, after=entry.get('row') or entry['before'],
+                            note='re-insert the deleted row')
+            elif live == (entry.get('row') or entry['before']):
+                plan.note('%s is already back' % label)
+            else:
+                plan.refuse('row_recreated', '%s was deleted by the run and exists again with other values' % label,
+                            [dict(row=label, now=live)])
+        elif entry['action'] == INSERT:
+            if live is None:
+                plan.note('%s is already gone' % label)
+            elif all(live.get(column) == value for column, value in entry['after'].items()):
+                plan.change(entry['database'], table, key, action=DELETE, before=live, note='remove the inserted row')
+            else:
+                plan.refuse('row_changed_since', '%s changed since the run inserted it' % label,
+                            [dict(row=label, written=entry['after'], now=live)])
+
+    def describe(self, plan):
+        return '%d row(s) to restore from %s' % (len(plan.changes), self.params['journal'])
+
+
+def main():
+    JournalUndo().run()
+
+
+if __name__ == '__main__':
+    main()
