@@ -114,7 +114,7 @@ notes:
   elements: str
 '''
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.journal import ROLLED_BACK, load_journal
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import (
     DELETE,
@@ -148,8 +148,14 @@ class JournalUndo(RemediationModule):
         recorded = self.document.get('databases', {}).get(option, {})
         current = self.targets[option].identity()
         if recorded.get('database') and recorded['database'] != current['database']:
-            plan.refuse('different_database', 'the journal was written for database %r but %s names %r'
-                        % (recorded['database'], option, current['database']), [dict(journal=recorded, given=current)])
+            message = ('the journal was written for database %r but %s names %r'
+                       % (recorded['database'], option, current['database']))
+            evidence = [dict(journal=recorded, given=current)]
+            if not self.params['force']:
+                # Reading another database's tables would only produce confusing errors: stop here.
+                raise GuardRefusal('refused: %s. Nothing was changed' % message,
+                                   guards=[dict(guard='different_database', message=message, evidence=evidence)])
+            plan.refuse('different_database', message, evidence)
         elif recorded.get('server') and recorded['server'] != current['server']:
             plan.warn('%s: the journal recorded server %s, now %s (same database name)'
                       % (option, recorded['server'], current['server']))

@@ -1,0 +1,68 @@
+"""Plans: grouping into statements, rendering, journal entries."""
+
+import datetime
+
+import pytest
+
+from ansible_collections.stackmender.openstack.plugins.module_utils import plan as planning
+from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
+
+
+def _change(key, status='available', action=planning.UPDATE):
+    return planning.RowChange('cinder_db', 'volumes', {'id': key}, action=action,
+                              before={'status': 'detaching'}, after={'status': status} if action == planning.UPDATE else None)
+
+
+def test_consecutive_changes_of_one_shape_become_one_statement():
+    groups = planning.group_changes([_change('a'), _change('b'), _change('c', status='error'), _change('d')])
+    assert [len(group.changes) for group in groups] == [2, 1, 1]
+    described = groups[0].describe()
+    assert described['statement'] == 'UPDATE `volumes` SET `status` = %s WHERE `id` IN (%s, %s)'
+    assert described['params'] == ['available', 'a', 'b']
+    assert described['rows'] == 2
+
+
+def test_long_key_lists_are_counted_not_dumped():
+    group = planning.group_changes([_change('v%04d' % number) for number in range(1200)])[0]
+    described = group.describe()
+    assert described['rows'] == 1200
+    assert described['keys_not_shown'] == 1200 - planning.SHOWN_KEYS
+    assert len(described['params']) == 1 + planning.SHOWN_KEYS
+
+
+def test_identifiers_are_checked():
+    with pytest.raises(ValueError):
+        planning.quote_identifier('volumes; DROP TABLE x')
+    assert planning.quote_identifier('volume_attachment') == '`volume_attachment`'
+
+
+def test_values_normalise_for_json_and_comparison():
+    moment = datetime.datetime(2026, 11, 22, 3, 4, 5)
+    assert planning.normalize(moment) == '2026-11-22 03:04:05'
+    assert planning.sql_value(planning.normalize(b'\x00\x01')) == b'\x00\x01'
+    change = planning.RowChange('cinder_db', 'volumes', {'id': 'a'}, before={'updated_at': moment},
+                                after={'updated_at': None}, expect={'deleted': 0})
+    assert change.checked_values() == {'deleted': 0, 'updated_at': '2026-11-22 03:04:05'}
+
+
+def test_before_and_after_show_only_changed_fields():
+    before, after = planning.describe_changes([_change('a'), _change('w', action=planning.DELETE)])
+    assert before == {'cinder_db': {'volumes/a': {'status': 'detaching'}, 'volumes/w': {'status': 'detaching'}}}
+    assert after == {'cinder_db': {'volumes/a': {'status': 'available'}, 'volumes/w': None}}
+
+
+def test_quota_decrements_follow_cinder_delete():
+    volumes = [
+        {'id': 'v1', 'project_id': 'p', 'size': 10, 'volume_type_id': 't', 'use_quota': 1},
+        {'id': 'v2', 'project_id': 'p', 'size': 5, 'volume_type_id': 't', 'use_quota': 1},
+        {'id': 'v3', 'project_id': 'p', 'size': 7, 'volume_type_id': 't', 'use_quota': 0},
+    ]
+    totals = cinder.quota_decrements(volumes, {'t': 'ssd'}, {'v1': [{'volume_size': 10, 'use_quota': 1}]})
+    assert totals == {('p', 'volumes'): 2, ('p', 'gigabytes'): 25, ('p', 'volumes_ssd'): 2,
+                      ('p', 'gigabytes_ssd'): 25, ('p', 'snapshots'): 1, ('p', 'snapshots_ssd'): 1}
+
+
+def test_transitional_statuses_are_a_subset_of_known_ones():
+    assert set(cinder.TRANSITIONAL_STATUSES) < set(cinder.VOLUME_STATUSES)
+    assert 'error_deleting' not in cinder.TRANSITIONAL_STATUSES
+    assert cinder.is_migrating('target:abc') and cinder.is_migrating('migrating') and not cinder.is_migrating(None)
