@@ -55,18 +55,21 @@ content_key() {
 
 # make_venv DIR PYTHON PIP_ARGS... : build a venv once; a finished venv has
 # a .complete marker so an interrupted build is redone, never half-used.
+# A lock file beside it keeps concurrent callers from building it twice.
 make_venv() {
     local dir=$1 python=$2
     shift 2
-    if [ -f "$dir/.complete" ]; then
-        return 0
-    fi
-    rm -rf "$dir"
-    log "building virtualenv $(basename "$dir")"
-    "$python" -m venv "$dir"
-    "$dir/bin/pip" install -q --disable-pip-version-check -U pip setuptools wheel >&2
-    "$dir/bin/pip" install -q --disable-pip-version-check "$@" >&2
-    touch "$dir/.complete"
+    [ -f "$dir/.complete" ] && return 0
+    (
+        flock 9
+        [ -f "$dir/.complete" ] && exit 0
+        rm -rf "$dir"
+        log "building virtualenv $(basename "$dir")"
+        "$python" -m venv "$dir"
+        "$dir/bin/pip" install -q --disable-pip-version-check -U pip wheel >&2
+        "$dir/bin/pip" install -q --disable-pip-version-check "$@" >&2
+        touch "$dir/.complete"
+    ) 9>"$dir.lock"
 }
 
 # The real OpenStack services of one release, in a venv of their own
@@ -80,10 +83,12 @@ openstack_venv() {
     fi
     read -r _ nova cinder placement keystone constraints <<<"$line"
     python=$(find_python 3.11) || python=$(find_python 3.12) || { log "OpenStack needs Python 3.11 or 3.12"; return 1; }
-    key=$(content_key "$line" "$REPO_ROOT/tests/releases/$constraints" "$("$python" -V 2>&1)")
+    # setuptools 81 dropped pkg_resources, which the older releases import at run time.
+    local extra="setuptools<81"
+    key=$(content_key "$line" "$REPO_ROOT/tests/releases/$constraints" "$("$python" -V 2>&1)" "$extra")
     dir="$STACKMENDER_CACHE/venv-openstack-$release-$key"
     make_venv "$dir" "$python" -c "$REPO_ROOT/tests/releases/$constraints" \
-        "nova==$nova" "cinder==$cinder" "openstack-placement==$placement" "keystone==$keystone" PyMySQL
+        "nova==$nova" "cinder==$cinder" "openstack-placement==$placement" "keystone==$keystone" PyMySQL "$extra"
     echo "$dir"
 }
 

@@ -19,7 +19,9 @@ __metaclass__ = type
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils import plan as planning
+from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import ApiCall
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import (
     DatabaseError,
     GuardRefusal,
@@ -35,6 +37,10 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.journal impo
 from ansible_collections.stackmender.openstack.plugins.module_utils.schema import Schema
 
 CELL0_UUID = '00000000-0000-0000-0000-000000000000'
+
+
+class ApiUnsuitable(Exception):
+    """The API cannot express this change here (``method: auto`` may fall back to the database)."""
 
 
 def common_argument_spec():
@@ -70,12 +76,16 @@ class Plan(object):
 
     def __init__(self):
         self.changes = []
+        self.calls = []
         self.guards = []
         self.warnings = []
         self.notes = []
 
     def change(self, *args, **kwargs):
         self.changes.append(planning.RowChange(*args, **kwargs))
+
+    def call(self, *args, **kwargs):
+        self.calls.append(ApiCall(*args, **kwargs))
 
     def refuse(self, name, message, evidence=None):
         self.guards.append(Guard(name, message, evidence))
@@ -86,6 +96,19 @@ class Plan(object):
 
     def note(self, message):
         self.notes.append(message)
+
+
+def describe_calls(calls):
+    """``before``/``after`` of an API plan, per service and resource."""
+    before, after = {}, {}
+    for call in calls:
+        if call.resource and (call.before or call.after):
+            # The first call's view of a field is the state before the run; the last call's is the result.
+            first = before.setdefault(call.service, {}).setdefault(call.resource, {})
+            for field, value in call.before.items():
+                first.setdefault(field, value)
+            after.setdefault(call.service, {}).setdefault(call.resource, {}).update(call.after)
+    return before, after
 
 
 class NovaCell(object):
@@ -122,6 +145,7 @@ class RemediationModule(object):
         self.sessions = {}
         self.schemas = {}
         self._cells = None
+        self._conn = None
 
     # ----------------------------------------------------------------- inputs
 
@@ -174,30 +198,48 @@ class RemediationModule(object):
         self._cells = cells
         return cells
 
+    # ------------------------------------------------------------------- api
+
+    @property
+    def conn(self):
+        """The openstacksdk connection (opened on first use)."""
+        if self._conn is None:
+            self._conn = api.connect(self.params.get('cloud'))
+        return self._conn
+
     # ---------------------------------------------------------------- method
 
     def api_available(self):
-        """Whether this module can express the requested change through the API."""
+        """Whether this module has an API path for the requested change at all."""
         return False
 
+    def _has_databases(self):
+        return all(option in self.targets for option in self.required_databases)
+
     def choose_method(self):
+        """The first choice of path; ``auto`` may still fall back after planning."""
         requested = self.params['method']
-        has_databases = all(option in self.targets for option in self.required_databases)
+        needs = ' and '.join(self.required_databases)
         if requested == 'db':
-            if not has_databases:
-                raise InputError('method=db needs %s' % ' and '.join(self.required_databases))
+            if not self._has_databases():
+                raise InputError('method=db needs %s' % needs)
             return 'db', 'requested'
         if requested == 'api':
             if not self.api_available():
-                raise InputError('method=api is not available for %s in this version; use method=db'
-                                 % self.module_name)
+                raise InputError('method=api cannot express this change with %s; use method=db' % self.module_name)
+            if not api.HAS_OPENSTACKSDK:
+                self.module.fail_json(msg=missing_required_lib('openstacksdk'), exception=str(api.OPENSTACKSDK_IMPORT_ERROR))
             return 'api', 'requested'
-        if self.api_available() and self.params.get('cloud') is not None:
+        if self.api_available() and api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
             return 'api', 'the API can express this change and a cloud is configured'
-        if has_databases:
-            return 'db', ('the API path is not available for this change, %s given' % ' and '.join(self.required_databases)
-                          if not self.api_available() else 'no cloud given, %s given' % ' and '.join(self.required_databases))
-        raise InputError('nothing to work with: give %s (method=db)' % ' and '.join(self.required_databases))
+        if self._has_databases():
+            if not self.api_available():
+                return 'db', 'the API cannot express this change; %s given' % needs
+            return 'db', 'no cloud is configured; %s given' % needs
+        raise InputError('nothing to work with: configure a cloud (method=api) or give %s (method=db)' % needs)
+
+    def plan_api(self):
+        raise ApiUnsuitable('%s has no API path' % self.module_name)
 
     # ------------------------------------------------------------------- run
 
@@ -264,7 +306,16 @@ class RemediationModule(object):
             self._parse_databases()
             self.validate()
             method, reason = self.choose_method()
-            plan = self.plan_db()
+            if method == 'api':
+                try:
+                    plan = self.plan_api()
+                except ApiUnsuitable as unsuitable:
+                    if self.params['method'] == 'api' or not self._has_databases():
+                        raise InputError('the API path cannot do this: %s' % unsuitable)
+                    method, reason = 'db', 'the API path cannot do this (%s); fell back to the database' % unsuitable
+                    plan = self.plan_db()
+            else:
+                plan = self.plan_db()
             result = dict(changed=False, method=method, method_reason=reason, plan=[], before={}, after={},
                           journal=None, force=self.params['force'])
             if plan.guards:
@@ -276,9 +327,13 @@ class RemediationModule(object):
                 result['forced_guards'] = guards
                 for guard in plan.guards:
                     plan.warn('guard overridden by force (%s): %s' % (self.params.get('force_reason'), guard.message))
-            result['plan'] = [group.describe() for group in planning.group_changes(plan.changes)]
-            result['before'], result['after'] = planning.describe_changes(plan.changes)
-            if not plan.changes:
+            if method == 'api':
+                result['plan'] = [call.describe() for call in plan.calls]
+                result['before'], result['after'] = describe_calls(plan.calls)
+            else:
+                result['plan'] = [group.describe() for group in planning.group_changes(plan.changes)]
+                result['before'], result['after'] = planning.describe_changes(plan.changes)
+            if not plan.changes and not plan.calls:
                 result['msg'] = 'nothing to do: %s' % ('; '.join(plan.notes) if plan.notes else 'already in the desired state')
                 self._finish(result, plan)
             result['changed'] = True
@@ -289,13 +344,21 @@ class RemediationModule(object):
             if self.module.check_mode:
                 result['msg'] = 'check mode: %s, nothing written' % self.describe(plan)
                 self._finish(result, plan)
-            self._apply_db(plan, result)
+            if method == 'api':
+                for call in plan.calls:
+                    call.execute()
+                self.verify_api(plan)
+            else:
+                self._apply_db(plan, result)
             result['msg'] = '%s, applied' % self.describe(plan)
             self._finish(result, plan)
         except StackmenderError as error:
             self._close()
             details = dict(error.details)
             self.module.fail_json(msg=error.msg, **details)
+
+    def verify_api(self, plan):
+        """Read back what the API calls changed; raise ApiError if it did not take."""
 
     def _finish(self, result, plan):
         for message in plan.warnings:

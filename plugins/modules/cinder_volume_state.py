@@ -13,7 +13,7 @@ short_description: Set the status of stuck Cinder volumes, the way Cinder itself
 version_added: 0.1.0
 description:
   - Brings one or many Cinder volumes to a desired O(status), O(attach_status) and
-    O(migration_status): the repair for volumes stuck C(detaching), C(attaching) or
+    O(migration_status). It repairs volumes stuck C(detaching), C(attaching) or
     C(reserved), attachments Cinder keeps after Nova let go, and C(error_deleting) leftovers.
   - Unlike a bare C(UPDATE volumes SET status=...), it changes every row Cinder's own
     reset-status would. Detaching soft-deletes the live C(volume_attachment) rows and the
@@ -23,7 +23,14 @@ description:
   - The plan is computed first. Check mode returns it and writes nothing. Applying runs
     exactly that plan in one transaction, re-reading and locking every row, and writes a
     journal of before-images that M(stackmender.openstack.journal_undo) can revert.
-  - This version changes volumes through the database (O(method=db)).
+  - With O(method=api) (or V(auto) when a cloud is configured) it uses Cinder's API through
+    openstacksdk. A reset is one C(os-reset_status) call that carries the status and the attach
+    status together. A stale attachment whose C(cinder-volume) is up is deleted with
+    C(DELETE /attachments/{id}), so the backend export goes too. V(deleted) is a force delete
+    (microversion 3.23), which needs the owning C(cinder-volume) to be up. If that service is
+    down, V(auto) falls back to the database and says so in RV(method_reason).
+  - The API path checks Nova through its API; the database path checks Nova's
+    block device mappings when O(nova_db) or O(nova_api_db) is given.
 author:
   - stackmender developers
 extends_documentation_fragment:
@@ -77,6 +84,12 @@ options:
     type: list
     elements: str
     version_added: 0.1.0
+  timeout:
+    description:
+      - Seconds to wait, on the API path, for the volume to reach the requested state after the calls.
+    type: int
+    default: 180
+    version_added: 0.1.0
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
   - Nova still has a live block device mapping for the volume on a live instance (checked
@@ -85,8 +98,8 @@ notes:
   - V(in-use)/V(attached) is requested but no live attachment exists.
   - V(deleted) is requested for a volume that is attached, has live snapshots, belongs to a
     group, or is in a status Cinder would not delete from.
-  - After O(status=deleted) the backend object is not touched. Remove it on the storage
-    backend if it still exists.
+  - After O(status=deleted) through the database, the backend object is not touched. Remove it
+    on the storage backend if it still exists. The API path's force delete removes it.
 seealso:
   - module: stackmender.openstack.journal_undo
 '''
@@ -134,7 +147,8 @@ msg:
   type: str
   sample: "2 volume(s) to change (5 row change(s)), applied"
 method:
-  description: The path taken, V(db) or V(api).
+  description: The path taken, V(db) or V(api). On the API path RV(plan) lists API calls
+    (C(kind=api), service, call, microversion, arguments) and RV(journal) is V(null).
   returned: success
   type: str
   sample: db
@@ -201,11 +215,14 @@ notes:
   elements: str
 '''
 
+import time
+
 from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import translate
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.nova import live_volume_bdms
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
+from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import ApiUnsuitable, Plan, RemediationModule
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
 
 CINDER = 'cinder_db'
@@ -220,6 +237,7 @@ class CinderVolumeState(RemediationModule):
         attach_status=dict(type='str', choices=list(cinder.ATTACH_STATUSES)),
         migration_status=dict(type='str', choices=list(cinder.MIGRATION_STATUSES)),
         from_status=dict(type='list', elements='str'),
+        timeout=dict(type='int', default=180),
     )
     module_kwargs = dict(required_one_of=[['status', 'attach_status', 'migration_status']])
 
@@ -439,6 +457,136 @@ class CinderVolumeState(RemediationModule):
                 if new_value != row['in_use']:
                     plan.change(CINDER, 'quota_usages', {'id': row['id']}, before=dict(in_use=row['in_use']),
                                 after=dict(in_use=new_value), note='give back the quota usage of deleted volumes')
+
+
+    # ------------------------------------------------------------- API path
+
+    def api_available(self):
+        return True
+
+    def plan_api(self):
+        plan = Plan()
+        storage = self.conn.block_storage
+        services = dict((service.host, service) for service in storage.services(binary='cinder-volume'))
+        volumes = []
+        for volume_id in self.volume_ids:
+            try:
+                volumes.append(storage.get_volume(volume_id))
+            except Exception as error:
+                if getattr(error, 'status_code', None) == 404:
+                    raise InputError('volume %s not found through the Cinder API' % volume_id)
+                raise translate(error, 'reading volume %s' % volume_id)
+        bdms = self._nova_bdms([volume.id for volume in volumes], plan) if self.nova_cells() else {}
+        for volume in volumes:
+            attachments = [attachment for attachment in storage.attachments(volume_id=volume.id, all_projects=True)
+                           if attachment.status != 'detached']
+            owner = services.get((volume.host or '').split('#')[0])
+            owner_up = owner is not None and owner.state == 'up'
+            nova_users = bdms.get(volume.id, []) + self._nova_api_users(volume, attachments)
+            if self.params['status'] == 'deleted':
+                self._plan_api_delete(plan, volume, attachments, nova_users, owner_up)
+            else:
+                self._plan_api_reset(plan, volume, attachments, nova_users, owner_up)
+        return plan
+
+    def _nova_api_users(self, volume, attachments):
+        """Servers that still list the volume among their attachments, per Nova's API."""
+        users = []
+        for instance in sorted(set(attachment.instance for attachment in attachments if attachment.instance)):
+            try:
+                for attached in self.conn.compute.volume_attachments(instance):
+                    if attached.volume_id == volume.id:
+                        users.append(dict(instance_uuid=instance, device=attached.device, source='nova api'))
+            except Exception as error:
+                if getattr(error, 'status_code', None) != 404:
+                    raise translate(error, 'reading the volume attachments of server %s' % instance)
+        return users
+
+    def _api_state(self, volume, attachments):
+        attach_status = 'attached' if [a for a in attachments if a.status == 'attached'] else (
+            'detached' if not attachments else attachments[0].status)
+        return dict(id=volume.id, status=volume.status, attach_status=attach_status,
+                    migration_status=volume.migration_status)
+
+    def _plan_api_reset(self, plan, volume, attachments, nova_users, owner_up):
+        state = self._api_state(volume, attachments)
+        status, attach, migration = self.desired(state)
+        stale = attachments if attach == 'detached' else []
+        if (state['status'], state['attach_status'], state['migration_status']) == (status, attach, migration) \
+                and not stale:
+            plan.note('volume %s is already %s/%s' % (volume.id, status, attach))
+            return
+        self._check_from_status(state)
+        if cinder.is_migrating(volume.migration_status) and self.params['migration_status'] is None:
+            plan.refuse('volume_migrating', 'volume %s is mid-migration (migration_status %s)'
+                        % (volume.id, volume.migration_status), [state])
+        if attach == 'detached' and nova_users:
+            plan.refuse('nova_bdm_live', 'Nova still has a live block device mapping for volume %s on instance(s) %s'
+                        % (volume.id, ', '.join(sorted(set(row['instance_uuid'] for row in nova_users)))), nova_users)
+        if attach == 'attached' and not [a for a in attachments if not a.status.startswith('error')]:
+            plan.refuse('no_live_attachment', 'volume %s has no live attachment, so it cannot be %s/attached'
+                        % (volume.id, status), [state])
+        storage = self.conn.block_storage
+        resource = 'volumes/%s' % volume.id
+        if stale and owner_up and status == 'available' and migration == state['migration_status']:
+            # The clean way: Cinder terminates the connection on the backend and recomputes the status.
+            for attachment in stale:
+                plan.call('block-storage', 'DELETE /attachments/%s' % attachment.id, {'attachment_id': attachment.id},
+                          (lambda a=attachment: storage.delete_attachment(a, ignore_missing=True)),
+                          microversion='3.27', resource=resource,
+                          note='stale attachment; its cinder-volume is up, so the backend export is removed too',
+                          before=dict(status=state['status'], attachments=len(attachments)),
+                          after=dict(status=status, attachments=0))
+            return
+        arguments = dict(status=status, attach_status=attach)
+        if migration != state['migration_status']:
+            arguments['migration_status'] = migration or 'none'
+        why = 'one reset carrying status and attach_status together'
+        if stale and not owner_up:
+            why += '; the cinder-volume owning the volume is down, so attachments cannot be deleted cleanly'
+        plan.call('block-storage', 'os-reset_status', arguments,
+                  (lambda: storage.reset_volume_status(volume, **arguments)), microversion='3.0',
+                  resource=resource, note=why,
+                  before=dict(status=state['status'], attach_status=state['attach_status'],
+                              migration_status=state['migration_status']),
+                  after=dict(status=status, attach_status=attach, migration_status=migration))
+
+    def _plan_api_delete(self, plan, volume, attachments, nova_users, owner_up):
+        state = self._api_state(volume, attachments)
+        self._check_from_status(state)
+        if volume.status not in cinder.DELETABLE_STATUSES:
+            plan.refuse('status_not_deletable', 'volume %s is %r; Cinder deletes only volumes in %s'
+                        % (volume.id, volume.status, ', '.join(cinder.DELETABLE_STATUSES)), [state])
+        if state['attach_status'] == 'attached' or nova_users:
+            plan.refuse('volume_attached', 'volume %s is still attached' % volume.id, [state] + nova_users)
+        if not owner_up:
+            raise ApiUnsuitable('the cinder-volume service owning volume %s (%s) is not up, so a force delete '
+                                'would never complete' % (volume.id, volume.host))
+        storage = self.conn.block_storage
+        plan.call('block-storage', 'DELETE /volumes/%s?force=true' % volume.id, {'volume_id': volume.id, 'force': True},
+                  (lambda: storage.delete_volume(volume, force=True)), microversion='3.23',
+                  resource='volumes/%s' % volume.id, note='force delete through the owning cinder-volume',
+                  before=dict(status=volume.status), after=dict(status='deleted'))
+        plan.warn('force delete also deletes the volume on its backend')
+
+    def verify_api(self, plan):
+        storage = self.conn.block_storage
+        deadline = time.time() + self.params['timeout']
+        for volume_id in sorted(set(call.resource.split('/', 1)[1] for call in plan.calls)):
+            expected = [call.after for call in plan.calls if call.resource == 'volumes/%s' % volume_id][-1]
+            while True:
+                try:
+                    volume = storage.get_volume(volume_id)
+                except Exception as error:
+                    if getattr(error, 'status_code', None) == 404 and expected.get('status') == 'deleted':
+                        break
+                    raise translate(error, 'reading back volume %s' % volume_id)
+                if volume.status == expected.get('status'):
+                    break
+                if volume.status == 'error_deleting' or time.time() > deadline:
+                    raise ApiError('volume %s is %s after the API calls, not %s; check cinder-volume and retry'
+                                   % (volume_id, volume.status, expected.get('status')))
+                time.sleep(1)
 
 
 def main():

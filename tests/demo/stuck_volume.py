@@ -67,7 +67,6 @@ def main():
         volume = cloud.volume(status='in-use', attach_status='attached', host='controller1@lvm#lvm')
         attachment = cloud.attachment(volume, instance_uuid=instance, attached_host='compute1')
         bdm = cloud.bdm(instance, volume, attachment_id=attachment)
-        cloud.admin_metadata(volume, 'attached_mode', 'rw')
 
         banner('Incident: the instance is deleted while cinder-volume is down mid-detach')
         # What Nova's local delete leaves behind: instance and BDM soft-deleted (deleted = id) ...

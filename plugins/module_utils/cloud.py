@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The OpenStack API side: an openstacksdk connection and planned API calls.
+
+``cloud`` is optional: without it openstacksdk picks the only cloud of
+``OS_CLIENT_CONFIG_FILE``/``clouds.yaml`` (or ``OS_CLOUD``), which is what
+AWX's OpenStack credential provides. Every call a module plans is an
+:class:`ApiCall` naming the service, the call, the microversion and the
+arguments, so check mode can show it and apply can run exactly it.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+try:
+    import openstack
+    import openstack.exceptions
+    HAS_OPENSTACKSDK = True
+    OPENSTACKSDK_IMPORT_ERROR = None
+except ImportError as import_error:
+    openstack = None
+    HAS_OPENSTACKSDK = False
+    OPENSTACKSDK_IMPORT_ERROR = import_error
+
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
+
+
+def cloud_configured(cloud):
+    """Whether an API connection can be attempted without guessing."""
+    if cloud is not None:
+        return True
+    return any(os.environ.get(name) for name in ('OS_CLOUD', 'OS_CLIENT_CONFIG_FILE', 'OS_AUTH_URL'))
+
+
+def connect(cloud):
+    """An openstacksdk connection for a clouds.yaml name, a dict, or the single configured cloud."""
+    if not HAS_OPENSTACKSDK:
+        raise ApiError('openstacksdk is required for the API path')
+    try:
+        if cloud is None:
+            connection = openstack.connect()
+        elif isinstance(cloud, str):
+            connection = openstack.connect(cloud=cloud)
+        elif isinstance(cloud, dict):
+            connection = openstack.connect(**cloud)
+        else:
+            raise InputError('cloud must be a clouds.yaml name or a dict of connection settings')
+        connection.authorize()
+    except openstack.exceptions.SDKException as error:
+        raise ApiError('cannot connect to the cloud: %s' % _first_line(error))
+    return connection
+
+
+def _first_line(error):
+    return str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+
+
+def translate(error, doing):
+    """An ApiError with the HTTP status and the API's own response body."""
+    details = {}
+    status = getattr(error, 'status_code', None)
+    response = getattr(error, 'response', None)
+    if response is not None:
+        details['status_code'] = response.status_code
+        try:
+            details['response_body'] = response.json()
+        except ValueError:
+            details['response_body'] = response.text[:2000]
+    message = getattr(error, 'details', None) or _first_line(error)
+    if status == 403:
+        return ApiError('%s was refused by policy (403 Forbidden): %s. The cloud user needs the admin role '
+                        'for this action' % (doing, message), **details)
+    return ApiError('%s failed%s: %s' % (doing, ' (HTTP %s)' % status if status else '', message), **details)
+
+
+class ApiCall(object):
+    """One planned API call: shown in check mode, executed when applying."""
+
+    def __init__(self, service, call, arguments, run, microversion=None, resource=None, note=None,
+                 before=None, after=None):
+        self.service = service
+        self.call = call
+        self.arguments = arguments
+        self.microversion = microversion
+        self.resource = resource
+        self.note = note
+        self.before = before or {}
+        self.after = after or {}
+        self._run = run
+
+    def describe(self):
+        entry = dict(kind='api', service=self.service, call=self.call, arguments=self.arguments,
+                     microversion=self.microversion)
+        if self.note:
+            entry['why'] = self.note
+        return entry
+
+    def execute(self):
+        try:
+            return self._run()
+        except ApiError:
+            raise
+        except Exception as error:  # openstacksdk raises its own hierarchy; keep the body
+            if HAS_OPENSTACKSDK and isinstance(error, openstack.exceptions.SDKException):
+                raise translate(error, '%s %s on %s' % (self.service, self.call, self.resource))
+            raise
