@@ -57,7 +57,7 @@ def run_module(collections_path, module, args, check=False, diff=False, verbosit
         command.append('--diff')
     if verbosity:
         command.append('-' + 'v' * verbosity)
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300,
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
                                env=ansible_environment(collections_path, env))
     try:
         document = json.loads(completed.stdout[completed.stdout.index('{"results"'):])

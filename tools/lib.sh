@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared shell functions for the project's own commands (tools/test, tools/demo).
 # Everything slow is cached outside the clone, under $STACKMENDER_CACHE.
 set -euo pipefail

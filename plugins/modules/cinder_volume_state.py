@@ -32,7 +32,7 @@ description:
   - The API path checks Nova through its API; the database path checks Nova's
     block device mappings when O(nova_db) or O(nova_api_db) is given.
 author:
-  - stackmender developers
+  - stackmender developers (@stackmender)
 extends_documentation_fragment:
   - stackmender.openstack.database
   - stackmender.openstack.safety
@@ -182,7 +182,7 @@ after:
   type: dict
   sample: {cinder_db: {"volumes/6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11": {status: available}}}
 diff:
-  description: O(before) and O(after) in Ansible's diff format.
+  description: RV(before) and RV(after) in Ansible's diff format.
   returned: in diff mode, when something changes
   type: dict
 journal:
@@ -457,7 +457,6 @@ class CinderVolumeState(RemediationModule):
                 if new_value != row['in_use']:
                     plan.change(CINDER, 'quota_usages', {'id': row['id']}, before=dict(in_use=row['in_use']),
                                 after=dict(in_use=new_value), note='give back the quota usage of deleted volumes')
-
 
     # ------------------------------------------------------------- API path
 

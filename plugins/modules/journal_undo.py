@@ -23,7 +23,7 @@ description:
   - Give the same database options the original run used. Cell databases are found again
     through O(nova_api_db).
 author:
-  - stackmender developers
+  - stackmender developers (@stackmender)
 extends_documentation_fragment:
   - stackmender.openstack.database
   - stackmender.openstack.safety
@@ -86,7 +86,7 @@ after:
   returned: success
   type: dict
 diff:
-  description: O(before) and O(after) in Ansible's diff format.
+  description: RV(before) and RV(after) in Ansible's diff format.
   returned: in diff mode, when something changes
   type: dict
 journal:

@@ -116,7 +116,7 @@ def test_error_deleting_leftover_is_retired_with_quota_given_back(ansible, dbs, 
 
 
 def test_batch_of_volumes_in_one_transaction(ansible, dbs, cloud, journal_dir):
-    stuck = [cloud.volume(status='attaching', attach_status='detached') for _ in range(5)]
+    stuck = [cloud.volume(status='attaching', attach_status='detached') for _number in range(5)]
     done = cloud.volume(status='error', attach_status='detached')
     args = db_args(dbs, 'cinder', volume=stuck + [done], status='error', journal_dir=journal_dir)
 
@@ -162,8 +162,8 @@ def test_live_nova_bdm_refuses_with_evidence_then_force_applies(ansible, dbs, cl
     assert snapshot(dbs, CINDER_TABLES + NOVA_TABLES) == before
 
     # Same refusal through nova_db (a single cell given directly).
-    assert_clean_failure(ansible(MODULE, db_args(dbs, 'cinder', 'nova', volume=volume, status='available',
-                                                  journal_dir=journal_dir)), 'live block device mapping')
+    through_cell = db_args(dbs, 'cinder', 'nova', volume=volume, status='available', journal_dir=journal_dir)
+    assert_clean_failure(ansible(MODULE, through_cell), 'live block device mapping')
 
     forced = ansible(MODULE, dict(args, force=True, force_reason='INC-4711: guest powered off, BDM purged next'))
     assert not forced.failed and forced.changed
