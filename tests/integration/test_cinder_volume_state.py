@@ -282,3 +282,14 @@ def test_undo_refuses_a_different_database(ansible, dbs, cloud, journal_dir):
     applied = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, status='available', journal_dir=journal_dir))
     wrong = dict(journal=applied['journal'], journal_dir=journal_dir, cinder_db=dbs.url('nova'))
     assert_clean_failure(ansible('journal_undo', wrong), 'the journal was written for database')
+
+
+def test_schema_is_probed_before_planning(ansible, dbs, cloud, journal_dir):
+    volume = cloud.volume(status='detaching')
+    wrong_database = ansible(MODULE, dict(volume=volume, status='available', journal_dir=journal_dir,
+                                          cinder_db=dbs.url('placement')))
+    assert_clean_failure(wrong_database, 'has no table volumes')
+    dbs.execute('cinder', 'ALTER TABLE volumes DROP COLUMN migration_status')
+    missing_column = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, status='available', journal_dir=journal_dir))
+    assert_clean_failure(missing_column, 'lacks column volumes.migration_status')
+    assert missing_column['missing'] == ['volumes.migration_status']

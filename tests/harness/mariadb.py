@@ -1,0 +1,260 @@
+"""The MariaDB server the test harness runs against.
+
+`get_server()` picks, in this order:
+
+1. the server named by ``STACKMENDER_TEST_MARIADB`` (``mysql://user:pass@host:port``);
+2. a server answering on 127.0.0.1:3306 as root with an empty password;
+3. a private, throw-away server started in a temporary directory on a free
+   port of 127.0.0.1, stopped and deleted at ``stop()`` or interpreter exit.
+
+The choice is made once per process; every later call returns the same
+handle.
+"""
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+import pymysql
+
+ENV_SERVER = "STACKMENDER_TEST_MARIADB"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3306
+PROBE_TIMEOUT = 2  # seconds; a local server answers in milliseconds
+START_TIMEOUT = 60  # seconds for a private server to accept connections
+
+# Debian puts mariadbd in /usr/sbin, which is not on a normal user's PATH.
+_SERVER_BINARY_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec", "/usr/local/bin", "/usr/bin")
+
+
+class MariaDBError(RuntimeError):
+    """The harness could not find or start a usable MariaDB server."""
+
+
+class MariaDBServer:
+    """A reachable server plus the credentials of an account that may
+    create and drop databases."""
+
+    def __init__(self, host, port, user, password="", origin="external", process=None, workdir=None):
+        self.host = host
+        self.port = int(port)
+        self.user = user
+        self.password = password or ""
+        # "env", "local" or "private": where the server came from (for logs).
+        self.origin = origin
+        self._process = process
+        self._workdir = workdir
+        self._version = None
+
+    def __repr__(self):
+        return f"<MariaDBServer {self.user}@{self.host}:{self.port} ({self.origin})>"
+
+    @property
+    def private(self):
+        """True when this process started the server and owns it."""
+        return self.origin == "private"
+
+    @property
+    def stopped(self):
+        """True once a private server has been stopped (or died)."""
+        return self.private and (self._process is None or self._process.poll() is not None)
+
+    def admin_connect(self, database=None, autocommit=True, **kwargs):
+        """A new PyMySQL connection with the admin account."""
+        options = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "charset": "utf8mb4",
+            "autocommit": autocommit,
+            "connect_timeout": 10,
+        }
+        if database:
+            options["database"] = database
+        options.update(kwargs)
+        return pymysql.connect(**options)
+
+    def url(self, dbname):
+        """The database URL in the form the services use in ``[database] connection``."""
+        credentials = urllib.parse.quote(self.user, safe="")
+        if self.password:
+            credentials += ":" + urllib.parse.quote(self.password, safe="")
+        return f"mysql+pymysql://{credentials}@{self.host}:{self.port}/{dbname}?charset=utf8"
+
+    @property
+    def version(self):
+        """The full server version string, e.g. ``10.11.19-MariaDB-0+deb12u1``."""
+        if self._version is None:
+            conn = self.admin_connect()
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT VERSION()")
+                    self._version = cursor.fetchone()[0]
+            finally:
+                conn.close()
+        return self._version
+
+    @property
+    def major_minor(self):
+        """``10.11`` for ``10.11.19-MariaDB...``: what the schema cache is keyed on."""
+        return ".".join(self.version.split("-")[0].split(".")[:2])
+
+    def stop(self):
+        """Stop a private server and delete its directory; no-op for a server
+        this process did not start."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()  # SIGTERM = clean shutdown for mariadbd
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        workdir, self._workdir = self._workdir, None
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _parse_server_url(value):
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme not in ("mysql", "mariadb", "mysql+pymysql") or not parsed.hostname:
+        raise MariaDBError(f"{ENV_SERVER} must look like mysql://user:pass@host:port, got {value!r}")
+    return MariaDBServer(
+        host=parsed.hostname,
+        port=parsed.port or DEFAULT_PORT,
+        user=urllib.parse.unquote(parsed.username or "root"),
+        password=urllib.parse.unquote(parsed.password or ""),
+        origin="env",
+    )
+
+
+def _answers(server, timeout=PROBE_TIMEOUT):
+    """True when we can log in and run a query."""
+    try:
+        conn = server.admin_connect(connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
+    except pymysql.err.MySQLError:
+        return False
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except pymysql.err.MySQLError:
+        return False
+    finally:
+        conn.close()
+
+
+def _find_binary(name):
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in _SERVER_BINARY_DIRS:
+        candidate = os.path.join(directory, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((DEFAULT_HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path, lines=30):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def start_private_server():
+    """Initialise a datadir in a temporary directory and start mariadbd on
+    a free port of 127.0.0.1. Returns the handle once it accepts logins."""
+    mariadbd = _find_binary("mariadbd")
+    install_db = _find_binary("mariadb-install-db")
+    if not mariadbd or not install_db:
+        raise MariaDBError(
+            "no MariaDB server available: nothing answers on 127.0.0.1:3306, "
+            f"{ENV_SERVER} is not set, and mariadbd/mariadb-install-db are not installed "
+            "(install the Debian package mariadb-server)"
+        )
+    as_root = os.geteuid() == 0
+    workdir = tempfile.mkdtemp(prefix="stackmender-mariadb-")
+    datadir = os.path.join(workdir, "data")
+    user_args = ["--user=root"] if as_root else []
+    started = time.monotonic()
+    init = subprocess.run(
+        [install_db, "--no-defaults", f"--datadir={datadir}",
+         "--auth-root-authentication-method=normal", "--skip-test-db", *user_args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+    )
+    if init.returncode != 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise MariaDBError(f"mariadb-install-db failed (rc={init.returncode}):\n{init.stdout[-3000:]}")
+
+    error_log = os.path.join(workdir, "error.log")
+    # A free port can be taken between the probe and mariadbd's bind, so retry.
+    for _attempt in range(5):
+        port = _free_port()
+        process = subprocess.Popen(
+            [mariadbd, "--no-defaults", f"--datadir={datadir}",
+             f"--socket={os.path.join(workdir, 'mariadb.sock')}",
+             f"--pid-file={os.path.join(workdir, 'mariadb.pid')}",
+             f"--log-error={error_log}",
+             f"--port={port}", "--bind-address=127.0.0.1", "--skip-log-bin",
+             "--innodb-buffer-pool-size=128M", *user_args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C in the terminal reaches pytest, which
+            # then stops the server cleanly through stop().
+            start_new_session=True,
+        )
+        server = MariaDBServer(DEFAULT_HOST, port, "root", "", origin="private", process=process, workdir=workdir)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and process.poll() is None:
+            if _answers(server, timeout=1):
+                server.start_seconds = time.monotonic() - started
+                return server
+            time.sleep(0.05)
+        log = _tail(error_log)
+        if process.poll() is None:
+            # Running but never accepting logins: give up.
+            server.stop()
+            raise MariaDBError(f"private mariadbd did not accept logins within {START_TIMEOUT} s; "
+                               f"end of its error log:\n{log}")
+        if "Address already in use" not in log:
+            break
+    shutil.rmtree(workdir, ignore_errors=True)
+    raise MariaDBError(f"private mariadbd exited during start-up; end of its error log:\n{log}")
+
+
+_server = None
+_server_lock = threading.Lock()
+
+
+def get_server():
+    """The server for this process (chosen and, if needed, started once)."""
+    global _server
+    with _server_lock:
+        if _server is not None and not _server.stopped:
+            return _server
+        env = os.environ.get(ENV_SERVER)
+        if env:
+            server = _parse_server_url(env)
+            if not _answers(server, timeout=10):
+                raise MariaDBError(f"{ENV_SERVER} names {server.host}:{server.port}, which does not accept logins")
+        else:
+            server = MariaDBServer(DEFAULT_HOST, DEFAULT_PORT, "root", "", origin="local")
+            if not _answers(server):
+                server = start_private_server()
+                atexit.register(server.stop)
+        _server = server
+        return server
