@@ -168,7 +168,7 @@ def build_database_set(server, snapshot, connections=DDL_CONNECTIONS):
     try:
         # Each chunk switches database with USE, so the unqualified FOREIGN
         # KEY ... REFERENCES in the DDL resolve inside the right database.
-        chunks = [["SET SESSION foreign_key_checks = 0"] for _ in range(connections)]
+        chunks = [["SET SESSION foreign_key_checks = 0"] for _chunk in range(connections)]
         current = [None] * connections
         position = 0
         for logical in LOGICAL_DATABASES:

@@ -12,8 +12,11 @@ handle.
 """
 
 import atexit
+import ctypes
+import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -28,6 +31,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3306
 PROBE_TIMEOUT = 2  # seconds; a local server answers in milliseconds
 START_TIMEOUT = 60  # seconds for a private server to accept connections
+WORKDIR_PREFIX = "stackmender-mariadb-"
+OWNER_FILE = "owner.pid"  # pid of the process that started the server
 
 # Debian puts mariadbd in /usr/sbin, which is not on a normal user's PATH.
 _SERVER_BINARY_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec", "/usr/local/bin", "/usr/bin")
@@ -176,6 +181,35 @@ def _tail(path, lines=30):
         return ""
 
 
+def _terminate_with_parent():
+    """In the child: ask Linux to SIGTERM it when the process that started it
+    dies, so a killed test run cannot leave a private server behind.
+    (Linux ties this to the starting thread: start the server from a thread
+    that lives as long as the run, e.g. the main thread.)"""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: atexit still stops it on a normal exit
+
+
+def _remove_stale_workdirs():
+    """Delete the directories of private servers whose test process died
+    (killed before it could clean up; its server died with it)."""
+    for workdir in glob.glob(os.path.join(tempfile.gettempdir(), WORKDIR_PREFIX + "*")):
+        try:
+            with open(os.path.join(workdir, OWNER_FILE), encoding="ascii") as handle:
+                owner = int(handle.read().strip())
+        except (OSError, ValueError):
+            continue  # being created right now, or not ours
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(workdir, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def start_private_server():
     """Initialise a datadir in a temporary directory and start mariadbd on
     a free port of 127.0.0.1. Returns the handle once it accepts logins."""
@@ -187,8 +221,11 @@ def start_private_server():
             f"{ENV_SERVER} is not set, and mariadbd/mariadb-install-db are not installed "
             "(install the Debian package mariadb-server)"
         )
+    _remove_stale_workdirs()
     as_root = os.geteuid() == 0
-    workdir = tempfile.mkdtemp(prefix="stackmender-mariadb-")
+    workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
+    with open(os.path.join(workdir, OWNER_FILE), "w", encoding="ascii") as handle:
+        handle.write(str(os.getpid()))
     datadir = os.path.join(workdir, "data")
     user_args = ["--user=root"] if as_root else []
     started = time.monotonic()
@@ -216,8 +253,11 @@ def start_private_server():
             # Its own session: a Ctrl-C in the terminal reaches pytest, which
             # then stops the server cleanly through stop().
             start_new_session=True,
+            preexec_fn=_terminate_with_parent,
         )
         server = MariaDBServer(DEFAULT_HOST, port, "root", "", origin="private", process=process, workdir=workdir)
+        # Whatever happens to the caller, never leave the server running.
+        atexit.register(server.stop)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and process.poll() is None:
             if _answers(server, timeout=1):
@@ -230,6 +270,7 @@ def start_private_server():
             server.stop()
             raise MariaDBError(f"private mariadbd did not accept logins within {START_TIMEOUT} s; "
                                f"end of its error log:\n{log}")
+        server._workdir = None  # the directory is reused by the next attempt
         if "Address already in use" not in log:
             break
     shutil.rmtree(workdir, ignore_errors=True)
@@ -255,6 +296,5 @@ def get_server():
             server = MariaDBServer(DEFAULT_HOST, DEFAULT_PORT, "root", "", origin="local")
             if not _answers(server):
                 server = start_private_server()
-                atexit.register(server.stop)
         _server = server
         return server

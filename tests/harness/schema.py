@@ -210,21 +210,29 @@ _loaded = {}
 _loaded_lock = threading.Lock()
 
 
+_freezes = {}
+
+
 def pip_freeze(venv):
+    """``pip freeze --all`` of ``venv``, sorted (read once per process: a
+    venv does not change under a running test session)."""
+    if venv in _freezes:
+        return _freezes[venv]
     result = subprocess.run(
         [os.path.join(venv, "bin", "python"), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False,
     )
     if result.returncode != 0:
         raise SchemaBuildError(f"pip freeze failed in {venv}:\n{_tail(result.stderr)}")
-    return sorted(line for line in result.stdout.splitlines() if line.strip())
+    _freezes[venv] = sorted(line for line in result.stdout.splitlines() if line.strip())
+    return _freezes[venv]
 
 
 def _package_versions(freeze):
     wanted = {"nova": "nova", "cinder": "cinder", "openstack-placement": "placement", "keystone": "keystone"}
     versions = {}
     for line in freeze:
-        name, _, version = line.partition("==")
+        name, _separator, version = line.partition("==")
         short = wanted.get(name.lower().replace("_", "-"))
         if short:
             versions[short] = version
@@ -306,9 +314,16 @@ def _log_build(directory, snapshot):
 
 
 def _tail(text, lines=40):
-    """The last lines of a command's output, minus eventlet's deprecation banner."""
-    kept = [line for line in (text or "").splitlines()
-            if line.strip() and "eventlet" not in line.lower() and "deprecat" not in line.lower()]
+    """The last lines of a command's output, without the EventletDeprecationWarning
+    banner every OpenStack command prints first."""
+    kept, in_banner = [], False
+    for line in (text or "").splitlines():
+        if "EventletDeprecationWarning" in line:
+            in_banner = True
+        elif in_banner and line.strip().startswith("import eventlet"):
+            in_banner = False
+        elif not in_banner and line.strip():
+            kept.append(line)
     return "\n".join(kept[-lines:])
 
 
