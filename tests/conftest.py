@@ -13,6 +13,17 @@ from tests.collection_path import COLLECTIONS_PATH
 pytest_plugins = ['tests.harness.fixtures']
 
 
+def import_lab_client():
+    """tests/lab/lab_client.py, imported the way the lab's own tests import it."""
+    import os
+    import sys
+    lab_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'lab')
+    if lab_dir not in sys.path:
+        sys.path.insert(0, lab_dir)
+    import lab_client
+    return lab_client
+
+
 @pytest.fixture(scope='session')
 def collections_path():
     return COLLECTIONS_PATH
@@ -30,3 +41,19 @@ def ansible(collections_path):
     def call(module, args, check=False, diff=False, verbosity=0, env=None):
         return run_module(collections_path, module, args, check=check, diff=diff, verbosity=verbosity, env=env)
     return call
+
+
+@pytest.fixture(scope='session')
+def lab():
+    """The drill lab, up for the session; taken down only if this session started it.
+
+    Tests that use it carry ``pytest.mark.xdist_group('lab')`` so that under
+    pytest-xdist they all run in one worker, which owns the lab.
+    """
+    lab_client = import_lab_client()
+    started_here = not lab_client.is_up()
+    if started_here:
+        lab_client.run('up', capture=False)
+    yield lab_client.info()
+    if started_here:
+        lab_client.run('down', capture=False)

@@ -356,6 +356,12 @@ class RemediationModule(object):
             self._close()
             details = dict(error.details)
             self.module.fail_json(msg=error.msg, **details)
+        except Exception as error:  # an API error that escaped a module's own handling
+            if not (api.HAS_OPENSTACKSDK and isinstance(error, api.openstack.exceptions.SDKException)):
+                raise
+            self._close()
+            translated = api.translate(error, 'an OpenStack API call')
+            self.module.fail_json(msg=translated.msg, **translated.details)
 
     def verify_api(self, plan):
         """Read back what the API calls changed; raise ApiError if it did not take."""

@@ -466,7 +466,10 @@ class CinderVolumeState(RemediationModule):
     def plan_api(self):
         plan = Plan()
         storage = self.conn.block_storage
-        services = dict((service.host, service) for service in storage.services(binary='cinder-volume'))
+        try:
+            services = dict((service.host, service) for service in storage.services(binary='cinder-volume'))
+        except Exception as error:
+            raise translate(error, 'listing the cinder-volume services')
         volumes = []
         for volume_id in self.volume_ids:
             try:

@@ -1,0 +1,193 @@
+"""cinder_volume_state through the real Cinder and Nova APIs of the drill lab.
+
+Each case breaks a volume with the lab's real services, runs the module
+through Ansible (check mode first), and proves the result through the API
+and the lab's databases.
+"""
+
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import import_lab_client
+from tests.integration.helpers import assert_clean_failure
+
+MODULE = 'cinder_volume_state'
+WAIT = 120
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.xdist_group('lab'),
+    pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore::PendingDeprecationWarning'),
+]
+
+
+@pytest.fixture(scope='module')
+def lab_client():
+    return import_lab_client()
+
+
+@pytest.fixture(scope='module')
+def admin(lab, lab_client):
+    return lab_client.connect_cloud(lab, 'lab-admin')
+
+
+@pytest.fixture(scope='module')
+def member(lab, lab_client):
+    return lab_client.connect_cloud(lab, 'lab-member')
+
+
+@pytest.fixture
+def sql(lab, lab_client):
+    connection = lab_client.connect_database(lab)
+
+    def query(statement, *parameters):
+        with connection.cursor() as cursor:
+            cursor.execute(statement, parameters)
+            columns = [column[0] for column in cursor.description]
+            return [dict(zip(columns, row)) for row in cursor.fetchall()]
+    yield query
+    connection.close()
+
+
+@pytest.fixture
+def api_args(lab, journal_dir):
+    """Module arguments for the lab's admin cloud (AWX-style: a clouds.yaml file)."""
+    def make(cloud='lab-admin', **extra):
+        args = dict(cloud=cloud, journal_dir=journal_dir)
+        args.update(extra)
+        return args
+    return make
+
+
+@pytest.fixture
+def lab_env(lab):
+    return {'OS_CLIENT_CONFIG_FILE': lab['clouds_yaml']}
+
+
+def wait_status(admin, volume_id, status):
+    deadline = time.time() + WAIT
+    while time.time() < deadline:
+        volume = admin.block_storage.get_volume(volume_id)
+        if volume.status == status:
+            return volume
+        time.sleep(0.5)
+    raise AssertionError('volume %s stayed %s, expected %s' % (volume_id, volume.status, status))
+
+
+def new_volume(member, admin, name):
+    volume = member.block_storage.create_volume(name='%s-%s' % (name, uuid.uuid4().hex[:6]), size=1)
+    return wait_status(admin, volume.id, 'available')
+
+
+def test_reset_is_one_call_carrying_both_statuses(ansible, admin, member, api_args, lab_env, sql):
+    volume = new_volume(member, admin, 'api-reset')
+    admin.block_storage.reset_volume_status(volume, status='error', attach_status='detached')
+    args = api_args(volume=volume.id, status='available')
+
+    checked = ansible(MODULE, args, check=True, diff=True, env=lab_env)
+    assert not checked.failed, checked['msg']
+    assert checked.changed and checked['method'] == 'api'
+    assert [step['call'] for step in checked['plan']] == ['os-reset_status']
+    assert checked['plan'][0]['arguments'] == {'status': 'available', 'attach_status': 'detached'}
+    assert admin.block_storage.get_volume(volume.id).status == 'error', 'check mode changed the volume'
+
+    applied = ansible(MODULE, args, env=lab_env)
+    assert not applied.failed and applied.changed and applied['journal'] is None
+    assert admin.block_storage.get_volume(volume.id).status == 'available'
+    row = sql('SELECT status, attach_status FROM cinder.volumes WHERE id = %s', volume.id)[0]
+    assert (row['status'], row['attach_status']) == ('available', 'detached')
+    assert not ansible(MODULE, args, env=lab_env).changed
+
+
+def test_stale_attachment_is_deleted_cleanly_while_its_cinder_volume_is_up(ansible, admin, member, api_args,
+                                                                           lab_env, sql):
+    volume = new_volume(member, admin, 'api-stale')
+    stranger = str(uuid.uuid4())
+    attachment = admin.block_storage.create_attachment(volume, instance=stranger)
+    wait_status(admin, volume.id, 'reserved')
+    args = api_args(volume=volume.id, status='available')
+
+    checked = ansible(MODULE, args, check=True, env=lab_env)
+    assert [step['call'] for step in checked['plan']] == ['DELETE /attachments/%s' % attachment.id]
+    applied = ansible(MODULE, args, env=lab_env)
+    assert not applied.failed and applied.changed, applied.get('msg')
+    assert admin.block_storage.get_volume(volume.id).status == 'available'
+    assert sql('SELECT deleted FROM cinder.volume_attachment WHERE id = %s', attachment.id)[0]['deleted'] == 1
+    assert not ansible(MODULE, args, env=lab_env).changed
+
+
+def test_error_deleting_volume_is_force_deleted(ansible, admin, member, api_args, lab_env, sql):
+    volume = new_volume(member, admin, 'api-delete')
+    admin.block_storage.reset_volume_status(volume, status='error_deleting')
+    args = api_args(volume=volume.id, status='deleted', from_status=['error_deleting'])
+    checked = ansible(MODULE, args, check=True, env=lab_env)
+    assert checked['plan'][0]['call'] == 'DELETE /volumes/%s?force=true' % volume.id
+    assert checked['plan'][0]['microversion'] == '3.23'
+    applied = ansible(MODULE, args, env=lab_env)
+    assert not applied.failed and applied.changed, applied.get('msg')
+    row = sql('SELECT status, deleted FROM cinder.volumes WHERE id = %s', volume.id)[0]
+    assert (row['status'], row['deleted']) == ('deleted', 1)
+    again = ansible(MODULE, api_args(volume=volume.id, status='deleted'), env=lab_env)
+    assert again.failed and 'not found through the Cinder API' in again['msg']
+
+
+def test_member_user_gets_the_policy_error_with_the_response_body(ansible, admin, member, api_args, lab_env):
+    volume = new_volume(member, admin, 'api-policy')
+    admin.block_storage.reset_volume_status(volume, status='error')
+    result = ansible(MODULE, api_args(cloud='lab-member', volume=volume.id, status='available'), env=lab_env)
+    assert_clean_failure(result, '403')
+    assert 'admin role' in result['msg']
+    assert result['response_body']
+    assert admin.block_storage.get_volume(volume.id).status == 'error'
+
+
+def test_auto_falls_back_to_the_database_when_the_owning_service_is_down(ansible, lab, lab_client, admin, member,
+                                                                          api_args, lab_env, sql):
+    volume = new_volume(member, admin, 'api-fallback')
+    admin.block_storage.reset_volume_status(volume, status='error_deleting')
+    host = admin.block_storage.get_volume(volume.id).host.split('#')[0]
+    service = 'cinder-volume.%s' % host
+    lab_client.run('stop', service)
+    try:
+        deadline = time.time() + 120
+        while any(svc.state == 'up' for svc in admin.block_storage.services(binary='cinder-volume', host=host)):
+            assert time.time() < deadline, 'cinder-volume never reported down'
+            time.sleep(2)
+        only_api = ansible(MODULE, api_args(volume=volume.id, status='deleted', method='api'), env=lab_env)
+        assert_clean_failure(only_api, 'is not up')
+        auto = ansible(MODULE, api_args(volume=volume.id, status='deleted', cinder_db=lab['database']['urls']['cinder']),
+                       env=lab_env)
+        assert not auto.failed, auto['msg']
+        assert auto['method'] == 'db' and 'fell back to the database' in auto['method_reason']
+        assert sql('SELECT deleted FROM cinder.volumes WHERE id = %s', volume.id)[0]['deleted'] == 1
+    finally:
+        lab_client.run('start', service)
+
+
+def test_cinder_volume_killed_mid_detach_is_repaired(ansible, lab_client, admin, api_args, lab_env, sql):
+    broken = json.loads(lab_client.run('break-detach').stdout)
+    volume_id, server_id = broken['volume_id'], broken['server_id']
+    assert admin.block_storage.get_volume(volume_id).status == 'detaching'
+
+    # Resetting to available would strand Nova's live BDM: refused, with Nova's own evidence.
+    refused = ansible(MODULE, api_args(volume=volume_id, status='available'), env=lab_env)
+    assert_clean_failure(refused, 'Nova still has a live block device mapping')
+    assert refused['guards'][0]['evidence'][0]['instance_uuid'] == server_id
+    assert admin.block_storage.get_volume(volume_id).status == 'detaching'
+
+    # The repair: back to in-use, so Nova can retry the detach it gave up on.
+    args = api_args(volume=volume_id, status='in-use', from_status=['detaching'])
+    checked = ansible(MODULE, args, check=True, diff=True, env=lab_env)
+    assert checked['plan'][0]['arguments'] == {'status': 'in-use', 'attach_status': 'attached'}
+    applied = ansible(MODULE, args, env=lab_env)
+    assert not applied.failed and applied.changed, applied.get('msg')
+    assert admin.block_storage.get_volume(volume_id).status == 'in-use'
+    assert not ansible(MODULE, args, env=lab_env).changed
+
+    admin.compute.delete_volume_attachment(server_id, volume_id)
+    wait_status(admin, volume_id, 'available')
+    assert not sql('SELECT id FROM cinder.volume_attachment WHERE volume_id = %s AND deleted = 0', volume_id)
+    assert not sql('SELECT id FROM nova.block_device_mapping WHERE volume_id = %s AND deleted = 0', volume_id)
