@@ -102,8 +102,8 @@ def test_reset_is_one_call_carrying_both_statuses(ansible, admin, member, api_ar
     assert not ansible(MODULE, args, env=lab_env).changed
 
 
-def test_stale_attachment_is_deleted_cleanly_while_its_cinder_volume_is_up(ansible, admin, member, api_args,
-                                                                           lab_env, sql):
+def test_stale_attachment_is_deleted_cleanly_while_its_cinder_volume_is_up(
+        ansible, admin, member, api_args, lab_env, sql):
     volume = new_volume(member, admin, 'api-stale')
     stranger = str(uuid.uuid4())
     attachment = admin.block_storage.create_attachment(volume, instance=stranger)
@@ -144,8 +144,8 @@ def test_member_user_gets_the_policy_error_with_the_response_body(ansible, admin
     assert admin.block_storage.get_volume(volume.id).status == 'error'
 
 
-def test_auto_falls_back_to_the_database_when_the_owning_service_is_down(ansible, lab, lab_client, admin, member,
-                                                                          api_args, lab_env, sql):
+def test_auto_falls_back_to_the_database_when_the_owning_service_is_down(
+        ansible, lab, lab_client, admin, member, api_args, lab_env, sql):
     volume = new_volume(member, admin, 'api-fallback')
     admin.block_storage.reset_volume_status(volume, status='error_deleting')
     host = admin.block_storage.get_volume(volume.id).host.split('#')[0]

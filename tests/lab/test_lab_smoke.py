@@ -2,8 +2,9 @@
 
 Every step goes through openstacksdk as the member user and is then checked
 twice: through the API (admin view) and in the services' own database rows.
-The `lab` fixture brings the lab up when it is not running and takes it
-down afterwards only if it was the one that brought it up.
+The `lab` fixture (tests/conftest.py, session-wide, shared with the drills)
+brings the lab up when it is not running and takes it down at the end only
+if this session brought it up.
 """
 
 import time
@@ -16,6 +17,7 @@ import lab_client
 WAIT = 120
 
 pytestmark = [
+    pytest.mark.lab,
     # One lab per machine: under pytest-xdist (--dist loadgroup) every test
     # that uses it runs in the same worker, so no worker takes it down while
     # another still uses it.
@@ -23,16 +25,6 @@ pytestmark = [
     # openstacksdk announces its own future API changes on almost every call.
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::PendingDeprecationWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def lab():
-    started_here = not lab_client.is_up()
-    if started_here:
-        lab_client.run("up", capture=False)
-    yield lab_client.info()
-    if started_here:
-        lab_client.run("down", capture=False)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from . import settings
 from .infra import LabError
@@ -37,13 +38,13 @@ def command_status(args):
         print(json.dumps(status, indent=2, default=str))
         return
     print("lab directory: %s" % status["lab_dir"])
-    print("%-34s %-8s %8s %5s %8s %8s" % ("process", "state", "pid", "procs", "RSS MB", "PSS MB"))
+    line = "%-34s %-8s %8s %5s %8s %8s"
+    print(line % ("process", "state", "pid", "procs", "RSS MB", "PSS MB"))
     for row in status["processes"]:
-        print("%-34s %-8s %8s %5d %8d %8d" % (row["name"], "running" if row["running"] else "stopped",
-                                               row["pid"] or "-", row["processes"], row["rss_mb"], row["pss_mb"]))
+        state = "running" if row["running"] else "stopped"
+        print(line % (row["name"], state, row["pid"] or "-", row["processes"], row["rss_mb"], row["pss_mb"]))
     other = status["other_processes"]
-    print("%-34s %-8s %8s %5d %8d %8d" % ("(helpers outside the groups)", "", "", other["count"],
-                                           other["rss_mb"], other["pss_mb"]))
+    print(line % ("(helpers outside the groups)", "", "", other["count"], other["rss_mb"], other["pss_mb"]))
     print("total: RSS %d MB, PSS %d MB" % (status["total_rss_mb"], status["total_pss_mb"]))
     if status["service_rows"]:
         print("\nservice rows (as the APIs judge them):")
@@ -64,10 +65,8 @@ def command_info(args):
 
 
 def command_clouds(args):
-    control = _control()
-    path = control.write_clouds(os.path.abspath(args.output) if args.output else None)
-    from pathlib import Path
-    path = Path(path)
+    output = Path(args.output).resolve() if args.output else None
+    path = _control().write_clouds(output)
     print(path)
     print("export OS_CLIENT_CONFIG_FILE=%s OS_CLOUD=lab-admin   # or lab-member" % path, file=sys.stderr)
 
@@ -169,7 +168,7 @@ def parser():
     start.add_argument("services", nargs="+", metavar="SERVICE")
     start.add_argument("--no-wait", action="store_true")
     rehost = add("rehost-volume-service", command_rehost,
-                 "replace cinder-volume OLD by one registered as NEW (HOST or HOST@BACKEND)")
+                 "replace cinder-volume OLD by one registered as NEW (HOST@BACKEND)")
     rehost.add_argument("old")
     rehost.add_argument("new")
     rehost.add_argument("--kill", action="store_true", help="kill OLD instead of stopping it")
@@ -197,6 +196,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         sys.stderr.write("[lab] interrupted; `lab down` stops what was started\n")
         sys.exit(130)
+    except BrokenPipeError:     # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def break_detach(control, wait_for_nova=True, restart_service=True):
     try:
         member.compute.delete_volume_attachment(server, volume.id)
         mark("detach requested")
-        wait_for(lambda: reached.exists(), 60, "the detach to reach %s's driver" % service.name)
+        wait_for(reached.exists, 60, "the detach to reach %s's driver" % service.name)
         mark("cinder-volume inside terminate_connection")
         control.kill_services([service.name])
         mark("cinder-volume killed")

@@ -4,6 +4,7 @@ oslo.config reads `$name` as a reference to another option, so every path
 here is written out in full rather than through variables.
 """
 
+import os
 import shutil
 
 from . import settings
@@ -64,20 +65,22 @@ def _common_default(lab, debug):
         "my_ip": "127.0.0.1",
         "report_interval": settings.REPORT_INTERVAL,
         "service_down_time": settings.SERVICE_DOWN_TIME,
+        # By default periodic tasks start after a random delay of up to 60 s;
+        # the scheduler's host discovery is one, and a compute is not usable
+        # before it ran.
+        "periodic_fuzzy_delay": 0,
     }
 
 
-def write_all(lab, debug=False):
-    """Write the config of every service of the initial layout."""
+def write_shared(lab):
+    """Every config file but the per-host ones (write_compute and
+    write_volume_service). STACKMENDER_LAB_DEBUG=1 turns on debug logging."""
+    debug = os.environ.get("STACKMENDER_LAB_DEBUG") == "1"
     write_keystone(lab, debug)
     write_placement(lab, debug)
     write_glance(lab, debug)
     write_nova(lab, debug)
     write_cinder(lab, debug)
-    for host in settings.INITIAL_COMPUTES:
-        write_compute(lab, host)
-    for host in settings.INITIAL_VOLUME_HOSTS:
-        write_volume_service(lab, host)
 
 
 def write_keystone(lab, debug):
@@ -196,11 +199,13 @@ def write_cinder(lab, debug):
 
 
 def split_volume_host(volume_host):
-    """'volume1@fake' -> ('volume1', 'fake'); 'cinder' -> ('cinder', None)."""
-    host, _, backend = volume_host.partition("@")
-    if not host or "/" in volume_host or (backend == "" and "@" in volume_host):
-        raise ValueError("a cinder-volume host is HOST or HOST@BACKEND, not %r" % volume_host)
-    return host, backend or None
+    """'volume1@fake' -> ('volume1', 'fake')."""
+    host, separator, backend = volume_host.partition("@")
+    if not (host and separator and backend) or "/" in volume_host or "#" in volume_host:
+        raise ValueError(
+            "a cinder-volume service is HOST@BACKEND, not %r: cinder-volume refuses to start without "
+            "enabled_backends (backends in [DEFAULT] are unsupported since Ocata)" % volume_host)
+    return host, backend
 
 
 def volume_config_path(lab, volume_host):
@@ -208,27 +213,19 @@ def volume_config_path(lab, volume_host):
 
 
 def write_volume_service(lab, volume_host):
-    """The per-service part of a cinder-volume, read after cinder.conf.
-
-    HOST@BACKEND is the multi-backend form (enabled_backends); a bare HOST
-    is the old single-backend form, configured in [DEFAULT], which cinder
-    still runs (it logs an error that enabled_backends is not set).
-    """
+    """The per-service part of a cinder-volume, read after cinder.conf:
+    service host HOST with the one backend BACKEND."""
     host, backend = split_volume_host(volume_host)
-    driver = {
-        # The fake driver shipped in the cinder wheel, wrapped by the lab so
-        # a drill can hold it inside terminate_connection (see drivers/).
-        "volume_driver": "stackmender_lab_volume_driver.HoldableFakeVolumeDriver",
-        "volume_backend_name": backend or host,
-        "target_helper": "fake",
-    }
-    sections = {"DEFAULT": {"host": host}}
-    if backend:
-        sections["DEFAULT"]["enabled_backends"] = backend
-        sections[backend] = driver
-    else:
-        sections["DEFAULT"].update(driver)
-    write(volume_config_path(lab, volume_host), sections)
+    write(volume_config_path(lab, volume_host), {
+        "DEFAULT": {"host": host, "enabled_backends": backend},
+        backend: {
+            # The fake driver shipped in the cinder wheel, wrapped by the lab
+            # so a drill can hold it inside terminate_connection (drivers/).
+            "volume_driver": "stackmender_lab_volume_driver.HoldableFakeVolumeDriver",
+            "volume_backend_name": backend,
+            "target_helper": "fake",
+        },
+    })
 
 
 def clouds_yaml(lab):

@@ -14,7 +14,7 @@ import time
 
 from . import configs, services, settings
 from .infra import LabError, MariaDB, RabbitMQ, wait_for
-from .processes import Supervisor, group_members, memory_of
+from .processes import Supervisor, memory_of
 
 
 INFRASTRUCTURE = ("mariadb", "epmd", "rabbitmq")
@@ -83,7 +83,7 @@ class LabControl:
             log.write(("\n==== %s\n" % " ".join(argv)).encode())
             log.flush()
             result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=environment, cwd=str(self.lab.root))
+                                    env=environment, cwd=str(self.lab.root), check=False)
             log.write(("==== exit %d after %.1f s\n" % (result.returncode, time.time() - started)).encode())
         if result.returncode != 0:
             raise LabError("%s failed (exit %d); see %s" % (
@@ -95,7 +95,7 @@ class LabControl:
             path.mkdir(parents=True, exist_ok=True)
 
     def write_configs(self):
-        configs.write_all(self.lab)
+        configs.write_shared(self.lab)
         layout = self.layout.load()
         for host in layout["computes"]:
             configs.write_compute(self.lab, host)
@@ -211,39 +211,59 @@ class LabControl:
             for argv in chains[name]:
                 self._run(argv, "migrate-" + name)
 
-        # Three independent chains: on two cores this halves the wall time,
-        # which is mostly Python start-up.
+        # The three chains do not depend on each other, and their time is
+        # mostly Python start-up, so they run side by side.
         with concurrent.futures.ThreadPoolExecutor(len(chains)) as pool:
             for future in [pool.submit(run_chain, name) for name in chains]:
                 future.result()
 
-    def _start(self, service, since=None):
+    def _start(self, service):
         env = dict(os.environ, **service.env)
         self.supervisor.start(service.name, service.argv, env=env)
 
-    def _start_services(self, catalogue, watch, wait=True):
-        """Start whatever of `catalogue` is not running, in dependency order,
-        and wait until each is usable."""
+    def _start_services(self, catalogue, watch, wait=True, timeout=180):
+        """Start whatever of `catalogue` is not running, each once what it
+        needs is ready (Service.after), then wait until each is usable."""
         since = services.utc_now()
         pending = [service for service in catalogue if not self.supervisor.running(service.name)]
         if not pending:
             watch.mark("all services already running")
             return
-        early = [service for service in pending if not service.needs_auth_at_start and service.database is None]
-        for service in early:
-            self._start(service)
-        if any(service.database for service in pending):
-            self.broker.wait()
-            watch.mark("RabbitMQ ready (127.0.0.1:%d)" % self.lab.port("rabbitmq"))
-        for service in pending:
-            if service.database and not service.needs_auth_at_start:
-                self._start(service)
-        late = [service for service in pending if service.needs_auth_at_start]
-        if late:
-            wait_for(lambda: services.keystone_validates_tokens(self.lab), 90, "keystone to validate tokens")
-            wait_for(lambda: services.http_answers(self.lab.port("placement")), 90, "placement")
-            for service in late:
-                self._start(service)
+        by_name = {service.name: service for service in pending}
+        satisfied = set()
+
+        def ready(condition):
+            if condition in satisfied:
+                return True
+            if condition == "rabbitmq":
+                result = self.broker.answers()
+            elif condition == "keystone":
+                result = services.keystone_validates_tokens(self.lab)
+            elif condition in by_name:          # started in this batch
+                result = self._ready(by_name[condition], since)
+            else:                               # already running before
+                result = True
+            if result:
+                satisfied.add(condition)
+            return result
+
+        waiting = list(pending)
+        deadline = time.time() + timeout
+        while waiting:
+            for service in list(waiting):
+                if all(ready(condition) for condition in service.after):
+                    self._start(service)
+                    waiting.remove(service)
+            for service in pending:
+                if service not in waiting and not self.supervisor.running(service.name):
+                    raise LabError("%s exited during start-up; see %s" % (
+                        service.name, self.lab.log_dir / (service.name + ".log")))
+            if waiting and time.time() > deadline:
+                raise LabError("could not start within %d s: %s (waiting for %s)" % (
+                    timeout, ", ".join(s.name for s in waiting),
+                    ", ".join(sorted({c for s in waiting for c in s.after} - satisfied))))
+            if waiting:
+                time.sleep(0.3)
         watch.mark("started %d services" % len(pending))
         if wait:
             self.wait_ready(pending, since, watch)
@@ -270,15 +290,16 @@ class LabControl:
         watch.mark("all services ready (at s: %s)" % ", ".join(ready_at))
 
     def _ready(self, service, since):
+        import pymysql
+        if service.is_http:
+            return services.http_answers(service.port)
         try:
-            if service.is_http:
-                return services.http_answers(service.port)
             if not services.reported_since(self.database, service, since):
                 return False
             if service.binary == services.NOVA_COMPUTE:
                 return services.compute_usable(self.database, service.host)
             return True
-        except Exception:       # the database may be briefly busy; ask again
+        except pymysql.err.OperationalError:    # the database is busy: ask again
             return False
 
     def _after_start(self, watch):
@@ -298,10 +319,9 @@ class LabControl:
 
     # -- info ----------------------------------------------------------------
     def write_info(self):
-        clouds = self.write_clouds()
-        info = self.info()
-        info["clouds_yaml"] = str(clouds)
-        self.lab.path("lab.json").write_text(json.dumps(info, indent=2))
+        """clouds.yaml and lab.json (what `info` prints) in the lab directory."""
+        self.write_clouds()
+        self.lab.path("lab.json").write_text(json.dumps(self.info(), indent=2))
 
     def info(self):
         lab = self.lab
@@ -426,7 +446,10 @@ class LabControl:
         service and start one configured as NEW, as an operator does when
         switching to multi-backend. Volumes keep pointing at OLD and the old
         service row stays behind, exactly what the incident leaves."""
-        configs.split_volume_host(new)
+        try:
+            configs.split_volume_host(new)
+        except ValueError as error:
+            raise LabError(str(error))
         with self.locked():
             layout = self.layout.load()
             old_service = self.service(old)
@@ -462,14 +485,14 @@ class LabControl:
         total_rss = total_pss = 0
         for name in names:
             pid = self.supervisor.pid(name)
-            members = group_members(pid) if pid else []
+            members = self.supervisor.members(name) if pid else []
             rss, pss = memory_of(members)
             total_rss += rss
             total_pss += pss
             rows.append({"name": name, "running": pid is not None, "pid": pid, "processes": len(members),
                          "rss_mb": round(rss / 1024), "pss_mb": round(pss / 1024)})
         # Processes of this lab outside the recorded groups (Erlang helpers).
-        recorded = {pid for row in rows if row["pid"] for pid in group_members(row["pid"])}
+        recorded = {pid for name in names for pid in self.supervisor.members(name)}
         others = [pid for pid in self.supervisor.stragglers() if pid not in recorded]
         rss, pss = memory_of(others)
         total_rss += rss

@@ -200,8 +200,14 @@ class RabbitMQ:
             started = True
         return started
 
+    def answers(self):
+        try:
+            return _amqp_answers(self.lab.port("rabbitmq"))
+        except OSError:
+            return False
+
     def wait(self):
-        wait_for(lambda: _amqp_answers(self.lab.port("rabbitmq")), 90, "RabbitMQ", interval=0.3)
+        wait_for(self.answers, 90, "RabbitMQ", interval=0.3)
 
     def stop(self):
         return self.supervisor.stop([self.name, self.epmd_name], timeout=30)

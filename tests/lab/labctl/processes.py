@@ -31,16 +31,6 @@ def _start_ticks(pid):
     return int(fields[19])
 
 
-def _group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return any(_pgid_of(pid) == pgid and _start_ticks(pid) is not None for pid in _all_pids())
-
-
 def _pgid_of(pid):
     try:
         return os.getpgid(pid)
@@ -50,6 +40,36 @@ def _pgid_of(pid):
 
 def _all_pids():
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _members(record):
+    """Live processes of the group a pid record started, and only those.
+
+    The group id is the leader's pid and outlives the leader while any
+    member lives. A member started no earlier than the leader; if the
+    leader's pid now belongs to another process, the group is someone
+    else's and nothing in it is ours.
+    """
+    pgid, leader_ticks = record["pid"], record["ticks"]
+    if leader_ticks is None:
+        return []
+    current = _start_ticks(pgid)
+    if current is not None and current != leader_ticks:
+        return []
+    members = []
+    for pid in _all_pids():
+        ticks = _start_ticks(pid)
+        if ticks is not None and ticks >= leader_ticks and _pgid_of(pid) == pgid:
+            members.append(pid)
+    return members
+
+
+def _kill_all(pids, signum):
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 class Supervisor:
@@ -105,16 +125,15 @@ class Supervisor:
             return []
         return sorted(path.stem for path in self.pid_dir.glob("*.json"))
 
+    def members(self, name):
+        record = self.record(name)
+        return _members(record) if record else []
+
     def signal(self, name, signum):
-        """Send signum to the process group of a service; True if it was alive."""
-        pid = self.pid(name)
-        if pid is None:
-            return False
-        try:
-            os.killpg(pid, signum)
-        except ProcessLookupError:
-            return False
-        return True
+        """Send signum to every process of a service's group; True if any lived."""
+        members = self.members(name)
+        _kill_all(members, signum)
+        return bool(members)
 
     def stop(self, names, timeout=20.0):
         """SIGTERM the groups, wait, then SIGKILL what is left."""
@@ -124,7 +143,7 @@ class Supervisor:
         deadline = time.time() + timeout
         pending = set(names)
         while pending and time.time() < deadline:
-            pending = {name for name in pending if self._alive_group(name)}
+            pending = {name for name in pending if self.members(name)}
             if pending:
                 time.sleep(0.2)
         for name in pending:
@@ -140,23 +159,13 @@ class Supervisor:
         self._pid_file(name).unlink(missing_ok=True)
         return alive
 
-    def _alive_group(self, name):
-        record = self.record(name)
-        return bool(record) and _group_alive(record["pid"])
-
     def _kill_group(self, name):
-        record = self.record(name)
-        if not record:
-            return
-        # The group id is the leader's pid; it stays valid while any member
-        # lives, even after the leader itself has exited.
-        try:
-            os.killpg(record["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         deadline = time.time() + 5
-        while _group_alive(record["pid"]) and time.time() < deadline:
+        members = self.members(name)
+        while members and time.time() < deadline:
+            _kill_all(members, signal.SIGKILL)
             time.sleep(0.05)
+            members = self.members(name)
 
     def stragglers(self):
         """Pids of every live process of this lab: those carrying its marker,
@@ -164,29 +173,22 @@ class Supervisor:
         misses processes that set their title with setproctitle, as
         oslo.service workers do: that overwrites /proc/<pid>/environ.)"""
         needle = ("%s=%s" % (MARKER_VARIABLE, self.marker)).encode()
-        groups = {record["pid"] for record in map(self.record, self.names()) if record}
-        found = []
+        found = {pid for name in self.names() for pid in self.members(name)}
         for pid in _all_pids():
-            if pid == os.getpid() or _start_ticks(pid) is None:
-                continue
-            if _pgid_of(pid) in groups:
-                found.append(pid)
+            if pid == os.getpid() or pid in found or _start_ticks(pid) is None:
                 continue
             try:
                 environ = Path("/proc/%d/environ" % pid).read_bytes()
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue
             if needle in environ.split(b"\0"):
-                found.append(pid)
-        return found
+                found.add(pid)
+        found.discard(os.getpid())
+        return sorted(found)
 
     def kill_stragglers(self):
         pids = self.stragglers()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_all(pids, signal.SIGKILL)
         deadline = time.time() + 5
         while time.time() < deadline and any(_start_ticks(pid) is not None for pid in pids):
             time.sleep(0.05)
@@ -207,7 +209,3 @@ def memory_of(pids):
             elif line.startswith("Pss:"):
                 pss += int(line.split()[1])
     return rss, pss
-
-
-def group_members(pgid):
-    return [pid for pid in _all_pids() if _pgid_of(pid) == pgid and _start_ticks(pid) is not None]

@@ -18,12 +18,13 @@ class Service:
     argv: list
     env: dict
     port: int = None              # HTTP services: the port they answer on
-    database: str = None          # RPC services: where their row is
-    binary: str = None            #   ... services.binary
-    host: str = None              #   ... services.host
-    # Started only once keystone and placement answer: nova-compute builds
-    # its placement client at start-up and exits if keystone is not there.
-    needs_auth_at_start: bool = False
+    # RPC services: their row in <database>.services, by binary and host
+    database: str = None
+    binary: str = None
+    host: str = None
+    # What must be ready before it starts: "rabbitmq", "keystone" (keystone
+    # validates tokens) or the name of another service. See start_after().
+    after: tuple = ()
     # Kept running by `reset`: they cache nothing of their database.
     # (placement is not one: it syncs its resource classes into the
     # database once at start-up and then trusts its cache.)
@@ -90,11 +91,11 @@ def catalogue(lab, layout):
         wsgi("cinder-api", "cinder.wsgi.api:application", "cinder-api", {},
              args=["--config-file", cinder_conf, "--config-file", str(lab.etc / "cinder" / "cinder-api.conf")]),
         Service("nova-conductor", [lab.bin("nova-conductor"), "--config-file", nova_conf], {},
-                database="nova", binary="nova-conductor", host="controller"),
+                database="nova", binary="nova-conductor", host="controller", after=("rabbitmq",)),
         Service("nova-scheduler", [lab.bin("nova-scheduler"), "--config-file", nova_conf], {},
-                database="nova", binary="nova-scheduler", host="controller"),
+                database="nova", binary="nova-scheduler", host="controller", after=("rabbitmq",)),
         Service("cinder-scheduler", [lab.bin("cinder-scheduler"), "--config-file", cinder_conf], {},
-                database="cinder", binary="cinder-scheduler", host="controller"),
+                database="cinder", binary="cinder-scheduler", host="controller", after=("rabbitmq",)),
     ]
     for volume_host in layout["volume_hosts"]:
         services.append(Service(
@@ -102,13 +103,20 @@ def catalogue(lab, layout):
             [lab.bin("cinder-volume"), "--config-file", cinder_conf,
              "--config-file", str(configs.volume_config_path(lab, volume_host))],
             {"PYTHONPATH": str(lab.code_dir / "drivers"), "STACKMENDER_LAB_HOLD_DIR": str(lab.run_dir / "hold")},
-            database="cinder", binary=CINDER_VOLUME, host=volume_host))
+            database="cinder", binary=CINDER_VOLUME, host=volume_host,
+            # A volume service announces its pools once, at start-up, to the
+            # schedulers listening then; a later scheduler learns them only
+            # from the next periodic report, a minute on.
+            after=("rabbitmq", "cinder-scheduler")))
     for host in layout["computes"]:
         services.append(Service(
             compute_name(host),
             [lab.bin("nova-compute"), "--config-file", nova_conf,
              "--config-file", str(lab.etc / "nova" / "compute" / (host + ".conf"))],
-            {}, database="nova", binary=NOVA_COMPUTE, host=host, needs_auth_at_start=True))
+            {}, database="nova", binary=NOVA_COMPUTE, host=host,
+            # nova-compute exits at start-up if keystone or placement does not
+            # answer, and waits (in 10 s steps) for a conductor.
+            after=("rabbitmq", "keystone", "placement", "nova-conductor")))
     return services
 
 
@@ -142,12 +150,15 @@ def keystone_validates_tokens(lab):
     with 403 identity:validate_token (keystone still setting up its policy
     enforcer), which cost a compute its first placement report.
     """
-    service_token = _token(lab, "placement", configs.service_password("placement"), "service")
-    subject = _token(lab, *settings.ADMIN)
-    request = urllib.request.Request(lab.url("keystone", "/v3/auth/tokens"),
-                                     headers={"X-Auth-Token": service_token, "X-Subject-Token": subject})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status == 200
+    try:
+        service_token = _token(lab, "placement", configs.service_password("placement"), "service")
+        subject = _token(lab, *settings.ADMIN)
+        request = urllib.request.Request(lab.url("keystone", "/v3/auth/tokens"),
+                                         headers={"X-Auth-Token": service_token, "X-Subject-Token": subject})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):     # HTTPError is a URLError
+        return False
 
 
 def reported_since(database, service, since):

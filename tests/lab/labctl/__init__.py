@@ -1,0 +1,1 @@
+"""The drill lab's implementation; run it through tests/lab/lab (see README.md)."""
