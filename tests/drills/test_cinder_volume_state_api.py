@@ -77,13 +77,31 @@ def wait_status(admin, volume_id, status):
     raise AssertionError('volume %s stayed %s, expected %s' % (volume_id, volume.status, status))
 
 
-def new_volume(member, admin, name):
+@pytest.fixture
+def cleanup(admin):
+    """Servers and volumes a test made, removed afterwards so the lab's quotas never fill up."""
+    made = {'servers': [], 'volumes': []}
+    yield made
+    for server_id in made['servers']:
+        server = admin.compute.find_server(server_id, ignore_missing=True, all_projects=True)
+        if server is not None:
+            admin.compute.delete_server(server)
+            admin.compute.wait_for_delete(server, wait=WAIT)
+    for volume_id in made['volumes']:
+        volume = admin.block_storage.find_volume(volume_id, ignore_missing=True, all_projects=True)
+        if volume is not None:
+            admin.block_storage.reset_volume_status(volume, status='available', attach_status='detached')
+            admin.block_storage.delete_volume(volume, force=True, ignore_missing=True)
+
+
+def new_volume(member, admin, name, cleanup):
     volume = member.block_storage.create_volume(name='%s-%s' % (name, uuid.uuid4().hex[:6]), size=1)
+    cleanup['volumes'].append(volume.id)
     return wait_status(admin, volume.id, 'available')
 
 
-def test_reset_is_one_call_carrying_both_statuses(ansible, admin, member, api_args, lab_env, sql):
-    volume = new_volume(member, admin, 'api-reset')
+def test_reset_is_one_call_carrying_both_statuses(ansible, admin, member, api_args, lab_env, sql, cleanup):
+    volume = new_volume(member, admin, 'api-reset', cleanup)
     admin.block_storage.reset_volume_status(volume, status='error', attach_status='detached')
     args = api_args(volume=volume.id, status='available')
 
@@ -103,8 +121,8 @@ def test_reset_is_one_call_carrying_both_statuses(ansible, admin, member, api_ar
 
 
 def test_stale_attachment_is_deleted_cleanly_while_its_cinder_volume_is_up(
-        ansible, admin, member, api_args, lab_env, sql):
-    volume = new_volume(member, admin, 'api-stale')
+        ansible, admin, member, api_args, lab_env, sql, cleanup):
+    volume = new_volume(member, admin, 'api-stale', cleanup)
     stranger = str(uuid.uuid4())
     attachment = admin.block_storage.create_attachment(volume, instance=stranger)
     wait_status(admin, volume.id, 'reserved')
@@ -119,8 +137,8 @@ def test_stale_attachment_is_deleted_cleanly_while_its_cinder_volume_is_up(
     assert not ansible(MODULE, args, env=lab_env).changed
 
 
-def test_error_deleting_volume_is_force_deleted(ansible, admin, member, api_args, lab_env, sql):
-    volume = new_volume(member, admin, 'api-delete')
+def test_error_deleting_volume_is_force_deleted(ansible, admin, member, api_args, lab_env, sql, cleanup):
+    volume = new_volume(member, admin, 'api-delete', cleanup)
     admin.block_storage.reset_volume_status(volume, status='error_deleting')
     args = api_args(volume=volume.id, status='deleted', from_status=['error_deleting'])
     checked = ansible(MODULE, args, check=True, env=lab_env)
@@ -134,8 +152,8 @@ def test_error_deleting_volume_is_force_deleted(ansible, admin, member, api_args
     assert again.failed and 'not found through the Cinder API' in again['msg']
 
 
-def test_member_user_gets_the_policy_error_with_the_response_body(ansible, admin, member, api_args, lab_env):
-    volume = new_volume(member, admin, 'api-policy')
+def test_member_user_gets_the_policy_error_with_the_response_body(ansible, admin, member, api_args, lab_env, cleanup):
+    volume = new_volume(member, admin, 'api-policy', cleanup)
     admin.block_storage.reset_volume_status(volume, status='error')
     result = ansible(MODULE, api_args(cloud='lab-member', volume=volume.id, status='available'), env=lab_env)
     assert_clean_failure(result, '403')
@@ -145,8 +163,8 @@ def test_member_user_gets_the_policy_error_with_the_response_body(ansible, admin
 
 
 def test_auto_falls_back_to_the_database_when_the_owning_service_is_down(
-        ansible, lab, lab_client, admin, member, api_args, lab_env, sql):
-    volume = new_volume(member, admin, 'api-fallback')
+        ansible, lab, lab_client, admin, member, api_args, lab_env, sql, cleanup):
+    volume = new_volume(member, admin, 'api-fallback', cleanup)
     admin.block_storage.reset_volume_status(volume, status='error_deleting')
     host = admin.block_storage.get_volume(volume.id).host.split('#')[0]
     service = 'cinder-volume.%s' % host
@@ -167,9 +185,11 @@ def test_auto_falls_back_to_the_database_when_the_owning_service_is_down(
         lab_client.run('start', service)
 
 
-def test_cinder_volume_killed_mid_detach_is_repaired(ansible, lab_client, admin, api_args, lab_env, sql):
+def test_cinder_volume_killed_mid_detach_is_repaired(ansible, lab_client, admin, api_args, lab_env, sql, cleanup):
     broken = json.loads(lab_client.run('break-detach').stdout)
     volume_id, server_id = broken['volume_id'], broken['server_id']
+    cleanup['servers'].append(server_id)
+    cleanup['volumes'].append(volume_id)
     assert admin.block_storage.get_volume(volume_id).status == 'detaching'
 
     # Resetting to available would strand Nova's live BDM: refused, with Nova's own evidence.
