@@ -242,7 +242,10 @@ def execute_group(session, group):
             raise PlanConflict('%s on %s touched %d row(s) where the plan expected %d; rolled back'
                                % (group.action, group.table, written, len(chunk)))
         for change in chunk:
-            entries.append(change.to_journal(by_key.get(normalize(change.key_value))))
+            # The whole row is kept only where undo must re-insert it: a row such as an
+            # attachment can hold backend secrets in connection_info.
+            locked_row = by_key.get(normalize(change.key_value)) if change.action == DELETE else None
+            entries.append(change.to_journal(locked_row))
     return entries
 
 

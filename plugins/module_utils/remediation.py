@@ -183,7 +183,8 @@ class RemediationModule(object):
             return self._cells
         cells = []
         if 'nova_db' in self.targets:
-            cells.append(NovaCell('nova', None, self.session('nova_db')))
+            # Named by its option, so plans, sessions and journals all reach it by that name.
+            cells.append(NovaCell('nova_db', None, self.session('nova_db')))
         elif 'nova_api_db' in self.targets:
             api = self.session('nova_api_db')
             api_target = self.targets['nova_api_db']

@@ -84,6 +84,9 @@ def test_stuck_detaching_volume_with_orphaned_attachment(ansible, dbs, cloud, jo
     assert applied['after']['cinder_db']['volumes/%s' % volume]['status'] == 'available'
     journal = json.load(open(applied['journal']))
     assert journal['status'] == 'committed' and len(journal['entries']) == 4
+    # Whole rows are journaled only for deletes (the workers row): never the attachment's connection_info.
+    assert [entry['table'] for entry in journal['entries'] if 'row' in entry] == ['workers']
+    assert 'connection_info' not in open(applied['journal']).read()
     assert journal['databases']['cinder_db']['database'] == dbs.name('cinder')
 
 

@@ -1,0 +1,375 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: nova_bdm_purge
+short_description: Remove the Nova block device mappings of volumes Cinder no longer attaches
+version_added: 0.1.0
+description:
+  - Retires the live Nova block device mappings (BDMs) of one or many volumes and/or instances.
+    It repairs the BDMs that outlive their Cinder attachment, for example after a volume was
+    reset to C(available) in Cinder while Nova still lists it on the server.
+  - Only volume BDMs are touched (C(destination_type=volume), C(deleted=0)). With O(instance)
+    and O(volume) together, only the BDMs of a listed volume on a listed instance are.
+  - By default each BDM is soft-deleted the way Nova's own C(BlockDeviceMapping.destroy()) does.
+    C(deleted) takes the row's own id, C(deleted_at) is set and C(updated_at) is kept.
+    O(purge=true) deletes the rows instead.
+  - The plan is computed first. Check mode returns it and writes nothing. Applying runs
+    exactly that plan in one transaction per cell database, re-reading and locking every row,
+    and writes a journal of before-images that M(stackmender.openstack.journal_undo) can revert.
+    A purged row is re-inserted by the undo.
+  - With O(nova_api_db), every cell database in C(cell_mappings) is searched. Rows in cell0 are
+    never written, even with O(force).
+  - Only the database path exists (O(method=db), or V(auto)). Nova's API cannot remove a BDM
+    that Cinder no longer knows; a hard reboot on a compute of 2023.2 or later removes the BDMs
+    whose C(attachment_id) Cinder returns 404 for, but not legacy BDMs without one.
+author:
+  - stackmender developers (@stackmender)
+extends_documentation_fragment:
+  - stackmender.openstack.database
+  - stackmender.openstack.safety
+  - stackmender.openstack.attributes
+options:
+  instance:
+    description:
+      - UUID of the instance whose volume BDMs to remove, or a list of UUIDs handled together
+        in one transaction.
+      - At least one of O(instance) and O(volume) is required.
+    type: list
+    elements: str
+    aliases: [instances]
+    version_added: 0.1.0
+  volume:
+    description:
+      - UUID of the Cinder volume whose BDMs to remove, or a list of UUIDs.
+      - With O(instance), only the BDMs of these volumes on those instances are removed.
+    type: list
+    elements: str
+    aliases: [volumes]
+    version_added: 0.1.0
+  purge:
+    description:
+      - V(false) soft-deletes the BDMs with Nova's convention (C(deleted = id), C(deleted_at) set,
+        C(updated_at) unchanged).
+      - V(true) deletes the rows. The journal keeps each whole row, so
+        M(stackmender.openstack.journal_undo) can put it back.
+    type: bool
+    default: false
+    version_added: 0.1.0
+notes:
+  - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
+  - Cinder still has a live attachment (C(volume_attachment.deleted = 0)) of the volume to the
+    instance (checked when O(cinder_db) is given; otherwise the result warns that Cinder was not
+    consulted).
+  - The BDM is the instance's root disk (C(boot_index = 0)).
+  - A BDM whose instance lives in cell0 is never written, even with O(force). Cell0 holds
+    instances that were never scheduled to a host.
+  - The hypervisor still has the disk in the guest definition after the purge. Hard reboot
+    (or stop and start) each instance named in the warnings so the disk is dropped.
+seealso:
+  - module: stackmender.openstack.cinder_volume_state
+  - module: stackmender.openstack.journal_undo
+'''
+
+EXAMPLES = r'''
+- name: Show which BDMs of the volume reset to available would be soft-deleted (nothing is written)
+  stackmender.openstack.nova_bdm_purge:
+    volume: 6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11
+    instance: 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e
+    nova_api_db:
+      config_file: /etc/nova/nova.conf
+    cinder_db: /etc/cinder/cinder.conf
+  check_mode: true
+  diff: true
+
+- name: Soft-delete the BDM Nova kept after Cinder let the volume go
+  stackmender.openstack.nova_bdm_purge:
+    volume: 6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11
+    instance: 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e
+    nova_api_db:
+      config_file: /etc/nova/nova.conf
+    cinder_db:
+      config_file: /etc/cinder/cinder.conf
+  register: purged
+
+- name: Delete the rows of every volume BDM of several instances of a single-cell cloud
+  stackmender.openstack.nova_bdm_purge:
+    instance:
+      - 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e
+      - 3a9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e
+    purge: true
+    nova_db: "mysql+pymysql://nova:{{ nova_db_password }}@db.example.org/nova?charset=utf8"
+    cinder_db: "mysql+pymysql://cinder:{{ cinder_db_password }}@db.example.org/cinder?charset=utf8"
+
+- name: Undo the purge from its journal
+  stackmender.openstack.journal_undo:
+    journal: "{{ purged.journal }}"
+    nova_api_db:
+      config_file: /etc/nova/nova.conf
+'''
+
+RETURN = r'''
+msg:
+  description: What was done or would be done.
+  returned: always
+  type: str
+  sample: "1 block device mapping(s) of 1 instance(s) to soft-delete, applied"
+method:
+  description: The path taken; always V(db) for now.
+  returned: success
+  type: str
+  sample: db
+method_reason:
+  description: Why that path was taken, or V(requested).
+  returned: success
+  type: str
+plan:
+  description:
+    - The statements the run executes (or would in check mode), in order, with parameters.
+      A soft delete writes each row's own id to C(deleted), so it is one statement per row.
+      Rows are named by the database option that reaches them, C(nova_db) or C(nova:<cell name>).
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - kind: sql
+      database: "nova:cell1"
+      table: block_device_mapping
+      action: update
+      statement: "UPDATE `block_device_mapping` SET `deleted` = %s, `deleted_at` = %s WHERE `id` IN (%s)"
+      params: [12, "2026-11-22 03:04:05", 12]
+      rows: 1
+before:
+  description: Per database option, per C(table/id), the fields the plan changes, as they were.
+    For O(purge=true), the identifying fields of each deleted row.
+  returned: success
+  type: dict
+  sample: {"nova:cell1": {"block_device_mapping/12": {deleted: 0, deleted_at: null}}}
+after:
+  description: The same fields as they are after the run (or would be, in check mode); V(null) for a deleted row.
+  returned: success
+  type: dict
+  sample: {"nova:cell1": {"block_device_mapping/12": {deleted: 12, deleted_at: "2026-11-22 03:04:05"}}}
+diff:
+  description: RV(before) and RV(after) in Ansible's diff format.
+  returned: in diff mode, when something changes
+  type: dict
+journal:
+  description: Path of the journal of before-images; V(null) in check mode or when nothing changed.
+  returned: success
+  type: str
+  sample: /home/operator/.local/state/stackmender/journal/20261122T030405Z-nova_bdm_purge-1a2b3c4d.json
+force:
+  description: Whether O(force) was set.
+  returned: success
+  type: bool
+forced_guards:
+  description: The guards O(force) overrode, with their evidence.
+  returned: when force overrode a guard
+  type: list
+  elements: dict
+guards:
+  description: On refusal, each guard that failed, its message and the evidence rows.
+  returned: failure by a guard
+  type: list
+  elements: dict
+  sample:
+    - guard: cinder_attachment_live
+      message: "Cinder still has a live attachment of volume 6b1a... to instance 2f9e..."
+      evidence: [{id: 9d0c6f1e-5b2a-4c3d-8e9f-0a1b2c3d4e5f, volume_id: 6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11,
+                  instance_uuid: 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e, attach_status: attached}]
+notes:
+  description: Why nothing was done, when no live volume BDM matches.
+  returned: when there are any
+  type: list
+  elements: str
+'''
+
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
+from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
+
+CINDER = 'cinder_db'
+BDM_COLUMNS = ('id', 'instance_uuid', 'volume_id', 'attachment_id', 'device_name', 'boot_index',
+               'source_type', 'destination_type', 'deleted', 'deleted_at', 'updated_at')
+# What a result or a guard shows of a BDM: never connection_info, which can hold CHAP secrets.
+SHOWN_COLUMNS = ('id', 'uuid', 'instance_uuid', 'volume_id', 'attachment_id', 'device_name', 'boot_index',
+                 'source_type', 'destination_type', 'deleted', 'deleted_at', 'updated_at')
+
+
+class NovaBdmPurge(RemediationModule):
+    module_name = 'stackmender.openstack.nova_bdm_purge'
+    argument_spec = dict(
+        instance=dict(type='list', elements='str', aliases=['instances']),
+        volume=dict(type='list', elements='str', aliases=['volumes']),
+        purge=dict(type='bool', default=False),
+    )
+    module_kwargs = dict(required_one_of=[['instance', 'volume']])
+
+    def validate(self):
+        self.instance_ids = uuid_list(self.params['instance'], 'instance')
+        self.volume_ids = uuid_list(self.params['volume'], 'volume')
+        if not self.instance_ids and not self.volume_ids:
+            raise InputError('give instance, volume or both to select the block device mappings to remove')
+
+    def choose_method(self):
+        if self.params['method'] == 'api':
+            raise InputError('method=api cannot express this change with %s; use method=db' % self.module_name)
+        given = [option for option in ('nova_db', 'nova_api_db') if option in self.targets]
+        if not given:
+            raise InputError('%s needs nova_db (a single cell database) or nova_api_db (every cell through '
+                             'cell_mappings)' % self.module_name)
+        if self.params['method'] == 'db':
+            return 'db', 'requested'
+        return 'db', 'the API cannot remove a block device mapping Cinder no longer knows; %s given' % given[0]
+
+    # ------------------------------------------------------------- reading
+
+    def _selection(self):
+        """WHERE clauses and parameters of the selectors, in chunks of bounded length."""
+        instance_chunks = list(chunks(self.instance_ids)) or [None]
+        volume_chunks = list(chunks(self.volume_ids)) or [None]
+        for instances in instance_chunks:
+            for volumes in volume_chunks:
+                where, params = [], []
+                if instances:
+                    where.append('b.instance_uuid IN (%s)' % placeholders(len(instances)))
+                    params.extend(instances)
+                if volumes:
+                    where.append('b.volume_id IN (%s)' % placeholders(len(volumes)))
+                    params.extend(volumes)
+                yield ' AND '.join(where), params
+
+    def _read_bdms(self, cell):
+        """Live volume BDMs of one cell matching the selectors, with their instance's state."""
+        option = cell.name
+        schema = self.schema(option, 'nova')
+        schema.require('block_device_mapping', BDM_COLUMNS, purpose='select and soft-delete volume BDMs')
+        found = []
+        for where, params in self._selection():
+            rows = cell.session.query(
+                "SELECT b.*, i.host AS instance_host, i.vm_state AS instance_vm_state, i.deleted AS instance_deleted "
+                "FROM block_device_mapping b LEFT JOIN instances i ON i.uuid = b.instance_uuid "
+                "WHERE b.deleted = 0 AND b.destination_type = 'volume' AND %s ORDER BY b.id" % where, params)
+            for row in rows:
+                row['cell'] = option
+                found.append(row)
+        return found
+
+    def _cinder_attachments(self, bdms):
+        """Live Cinder attachments of each (volume, instance) pair of the BDMs."""
+        pairs = set((row['volume_id'], row['instance_uuid']) for row in bdms if row['volume_id'])
+        if not pairs:
+            return {}
+        session = self.session(CINDER)
+        self.schema(CINDER, 'cinder').require('volume_attachment', ('id', 'volume_id', 'instance_uuid',
+                                                                    'attach_status', 'deleted'),
+                                              purpose='check for live Cinder attachments')
+        grouped = {}
+        for chunk in chunks(sorted(set(volume for volume, _instance in pairs))):
+            rows = session.query(
+                'SELECT id, volume_id, instance_uuid, attached_host, mountpoint, attach_status, deleted '
+                'FROM volume_attachment WHERE deleted = 0 AND volume_id IN (%s) ORDER BY id' % placeholders(len(chunk)),
+                chunk)
+            for row in rows:
+                pair = (row['volume_id'], row['instance_uuid'])
+                if pair in pairs:
+                    grouped.setdefault(pair, []).append(row)
+        return grouped
+
+    # ------------------------------------------------------------ planning
+
+    @staticmethod
+    def _shown(row):
+        return dict((column, row.get(column)) for column in SHOWN_COLUMNS + ('cell',) if column in row)
+
+    def plan_db(self):
+        plan = Plan()
+        bdms, cell0_rows = [], []
+        for cell in self.nova_cells():
+            for row in self._read_bdms(cell):
+                (cell0_rows if cell.is_cell0 else bdms).append(row)
+        if CINDER in self.targets:
+            attachments = self._cinder_attachments(bdms)
+        else:
+            attachments = {}
+            if bdms:
+                plan.warn('Cinder was not consulted: give cinder_db so the module can refuse to remove a block '
+                          'device mapping whose volume Cinder still attaches to the instance')
+        stamp = now()
+        for row in bdms:
+            pair = (row['volume_id'], row['instance_uuid'])
+            if attachments.get(pair):
+                plan.refuse('cinder_attachment_live', 'Cinder still has a live attachment of volume %s to instance %s'
+                            % pair, attachments[pair])
+            if row['boot_index'] == 0:
+                plan.refuse('root_bdm', 'block device mapping %s is the root disk (boot_index 0) of instance %s'
+                            % (row['id'], row['instance_uuid']), [self._shown(row)])
+            self._plan_row(plan, row, stamp)
+        if cell0_rows:
+            guards = [dict(guard='cell0', message='never written, even with force',
+                           evidence=[self._shown(row) for row in cell0_rows])]
+            guards.extend(guard.to_result() for guard in plan.guards)
+            raise GuardRefusal('refused: %d block device mapping(s) belong to instances in cell0 (%s), which is never '
+                               'written, even with force. Nothing was changed'
+                               % (len(cell0_rows), ', '.join(sorted(set(row['instance_uuid'] for row in cell0_rows)))),
+                               guards=guards)
+        if not bdms:
+            plan.note('no live volume block device mapping matches %s' % self._describe_selectors())
+            return plan
+        self._warn_reboot(plan, bdms)
+        return plan
+
+    def _describe_selectors(self):
+        parts = []
+        if self.instance_ids:
+            parts.append('instance(s) %s' % ', '.join(self.instance_ids))
+        if self.volume_ids:
+            parts.append('volume(s) %s' % ', '.join(self.volume_ids))
+        return ' and '.join(parts)
+
+    def _plan_row(self, plan, row, stamp):
+        key = {'id': row['id']}
+        guarded = dict(instance_uuid=row['instance_uuid'], volume_id=row['volume_id'],
+                       destination_type=row['destination_type'], updated_at=row['updated_at'])
+        if self.params['purge']:
+            before = dict((column, row[column]) for column in SHOWN_COLUMNS if column in row)
+            plan.change(row['cell'], 'block_device_mapping', key, action=DELETE, before=before,
+                        note='purge the block device mapping (opt-in hard delete)')
+        else:
+            plan.change(row['cell'], 'block_device_mapping', key,
+                        before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
+                        after=dict(deleted=row['id'], deleted_at=stamp), expect=guarded,
+                        note="soft-delete as Nova's BlockDeviceMapping.destroy() does (deleted = id)")
+
+    def _warn_reboot(self, plan, bdms):
+        instances = {}
+        for row in bdms:
+            instances.setdefault(row['instance_uuid'], (row['instance_host'], []))[1].append(row['volume_id'])
+        for instance_uuid in sorted(instances):
+            host, volumes = instances[instance_uuid]
+            plan.warn('hard reboot instance %s%s (or stop and start it) so the hypervisor drops the disk(s) of '
+                      'volume(s) %s' % (instance_uuid, ' on host %s' % host if host else '',
+                                        ', '.join(sorted(set(volume or '(none)' for volume in volumes)))))
+
+    def describe(self, plan):
+        instances = set()
+        for change in plan.changes:
+            instances.add(change.expect.get('instance_uuid') or change.before.get('instance_uuid'))
+        return '%d block device mapping(s) of %d instance(s) to %s' % (
+            len(plan.changes), len(instances), 'purge' if self.params['purge'] else 'soft-delete')
+
+
+def main():
+    NovaBdmPurge().run()
+
+
+if __name__ == '__main__':
+    main()
