@@ -1,6 +1,7 @@
 """Shared checks of the integration tests: independent SQL reads of the state."""
 
 import json
+import os
 
 
 def table_rows(dbs, logical, table, order='id'):
@@ -34,3 +35,35 @@ def assert_clean_failure(result, fragment):
     assert result.failed, 'expected a failure, got %r' % dict(result)
     assert fragment in result['msg'], result['msg']
     assert 'Traceback' not in result['msg']
+
+
+def run_full_cycle(ansible, dbs, module, args, tables, verify_applied):
+    """check -> apply -> verify -> re-run -> undo -> verify originals; returns the applied result."""
+    original = snapshot(dbs, tables)
+
+    checked = ansible(module, args, check=True, diff=True)
+    assert not checked.failed, checked['msg']
+    assert checked.changed and checked['journal'] is None
+    assert checked['plan'] and checked['diff']['before'] and checked['diff']['after']
+    assert snapshot(dbs, tables) == original, 'check mode wrote something'
+
+    applied = ansible(module, args)
+    assert not applied.failed, applied['msg']
+    assert applied.changed and 'diff' not in applied
+    assert [step['statement'] for step in applied['plan']] == [step['statement'] for step in checked['plan']]
+    assert os.path.isfile(applied['journal'])
+    verify_applied()
+
+    again = ansible(module, args, check=True)
+    assert not again.failed and not again.changed, again
+    again = ansible(module, args)
+    assert not again.failed and not again.changed, again
+    assert again['msg'].startswith('nothing to do') and again['notes']
+
+    undo_args = dict((key, value) for key, value in args.items() if key.endswith('_db') or key == 'journal_dir')
+    undo_args['journal'] = applied['journal']
+    undone = ansible('journal_undo', undo_args)
+    assert not undone.failed and undone.changed, undone
+    assert snapshot(dbs, tables) == original, 'undo did not restore the original rows'
+    assert not ansible('journal_undo', undo_args).changed
+    return applied

@@ -13,41 +13,11 @@ from tests.integration.helpers import (
     NOVA_TABLES,
     assert_clean_failure,
     db_args,
+    run_full_cycle,
     snapshot,
 )
 
 MODULE = 'cinder_volume_state'
-
-
-def run_full_cycle(ansible, dbs, args, tables, verify_applied):
-    """check -> apply -> verify -> re-run -> undo -> verify originals."""
-    original = snapshot(dbs, tables)
-
-    checked = ansible(MODULE, args, check=True, diff=True)
-    assert not checked.failed, checked['msg']
-    assert checked.changed and checked['journal'] is None
-    assert checked['plan'] and checked['diff']['before'] and checked['diff']['after']
-    assert snapshot(dbs, tables) == original, 'check mode wrote something'
-
-    applied = ansible(MODULE, args)
-    assert not applied.failed, applied['msg']
-    assert applied.changed and 'diff' not in applied
-    assert [step['statement'] for step in applied['plan']] == [step['statement'] for step in checked['plan']]
-    assert os.path.isfile(applied['journal'])
-    verify_applied()
-
-    again = ansible(MODULE, args, check=True)
-    assert not again.failed and not again.changed, again
-    again = ansible(MODULE, args)
-    assert not again.failed and not again.changed, again
-
-    undo_args = dict((key, value) for key, value in args.items() if key.endswith('_db') or key == 'journal_dir')
-    undo_args['journal'] = applied['journal']
-    undone = ansible('journal_undo', undo_args)
-    assert not undone.failed and undone.changed, undone
-    assert snapshot(dbs, tables) == original, 'undo did not restore the original rows'
-    assert not ansible('journal_undo', undo_args).changed
-    return applied
 
 
 def test_stuck_detaching_volume_with_orphaned_attachment(ansible, dbs, cloud, journal_dir):
@@ -78,7 +48,7 @@ def test_stuck_detaching_volume_with_orphaned_attachment(ansible, dbs, cloud, jo
         assert (untouched['status'], untouched['deleted']) == ('in-use', 0)
         assert other_attachment
 
-    applied = run_full_cycle(ansible, dbs, args, CINDER_TABLES, verify)
+    applied = run_full_cycle(ansible, dbs, MODULE, args, CINDER_TABLES, verify)
     assert applied['method'] == 'db' and applied['method_reason']
     assert applied['before']['cinder_db']['volumes/%s' % volume]['status'] == 'detaching'
     assert applied['after']['cinder_db']['volumes/%s' % volume]['status'] == 'available'
@@ -114,7 +84,7 @@ def test_error_deleting_leftover_is_retired_with_quota_given_back(ansible, dbs, 
         assert usage == {'volumes': 1, 'gigabytes': 5, 'volumes___DEFAULT__': 1, 'gigabytes___DEFAULT__': 5}
         assert dbs.query('cinder', 'SELECT deleted FROM volumes WHERE id = %s', (keeper,))[0]['deleted'] == 0
 
-    applied = run_full_cycle(ansible, dbs, args, CINDER_TABLES, verify)
+    applied = run_full_cycle(ansible, dbs, MODULE, args, CINDER_TABLES, verify)
     assert any('backend objects' in warning for warning in applied.get('warnings', []))
 
 
@@ -127,7 +97,7 @@ def test_batch_of_volumes_in_one_transaction(ansible, dbs, cloud, journal_dir):
         rows = dbs.query('cinder', 'SELECT status FROM volumes WHERE id IN (%s)' % ', '.join(['%s'] * 6), stuck + [done])
         assert [row['status'] for row in rows] == ['error'] * 6
 
-    applied = run_full_cycle(ansible, dbs, args, CINDER_TABLES, verify)
+    applied = run_full_cycle(ansible, dbs, MODULE, args, CINDER_TABLES, verify)
     assert len(applied['plan']) == 1 and applied['plan'][0]['rows'] == 5
     assert len(applied['before']['cinder_db']) == 5
     assert any(done in note for note in applied['notes'])
@@ -143,7 +113,7 @@ def test_migration_status_is_cleared_with_the_status(ansible, dbs, cloud, journa
         row = dbs.query('cinder', 'SELECT status, migration_status FROM volumes WHERE id = %s', (volume,))[0]
         assert (row['status'], row['migration_status']) == ('available', None)
 
-    run_full_cycle(ansible, dbs, args, CINDER_TABLES, verify)
+    run_full_cycle(ansible, dbs, MODULE, args, CINDER_TABLES, verify)
 
 
 def test_live_nova_bdm_refuses_with_evidence_then_force_applies(ansible, dbs, cloud, journal_dir):

@@ -13,6 +13,7 @@ from tests.integration.helpers import (
     NOVA_TABLES,
     assert_clean_failure,
     db_args,
+    run_full_cycle,
     snapshot,
 )
 
@@ -24,38 +25,6 @@ ALL_TABLES = NOVA_TABLES + CELL0_TABLES + CINDER_TABLES
 def bdm_row(dbs, bdm_id, logical='nova'):
     rows = dbs.query(logical, 'SELECT * FROM block_device_mapping WHERE id = %s', (bdm_id,))
     return rows[0] if rows else None
-
-
-def run_full_cycle(ansible, dbs, args, verify_applied, tables=ALL_TABLES):
-    """check -> apply -> verify -> re-run -> undo -> verify originals."""
-    original = snapshot(dbs, tables)
-
-    checked = ansible(MODULE, args, check=True, diff=True)
-    assert not checked.failed, checked['msg']
-    assert checked.changed and checked['journal'] is None
-    assert checked['plan'] and checked['diff']['before'] and checked['diff']['after']
-    assert snapshot(dbs, tables) == original, 'check mode wrote something'
-
-    applied = ansible(MODULE, args)
-    assert not applied.failed, applied['msg']
-    assert applied.changed and 'diff' not in applied
-    assert [step['statement'] for step in applied['plan']] == [step['statement'] for step in checked['plan']]
-    assert os.path.isfile(applied['journal'])
-    verify_applied()
-
-    again = ansible(MODULE, args, check=True)
-    assert not again.failed and not again.changed, again
-    again = ansible(MODULE, args)
-    assert not again.failed and not again.changed, again
-    assert again['msg'].startswith('nothing to do') and again['notes']
-
-    undo_args = dict((key, value) for key, value in args.items() if key.endswith('_db') or key == 'journal_dir')
-    undo_args['journal'] = applied['journal']
-    undone = ansible('journal_undo', undo_args)
-    assert not undone.failed and undone.changed, undone
-    assert snapshot(dbs, tables) == original, 'undo did not restore the original rows'
-    assert not ansible('journal_undo', undo_args).changed
-    return applied
 
 
 def stale_bdm(cloud, host='compute1'):
@@ -90,7 +59,7 @@ def test_soft_delete_of_a_stale_bdm_through_the_cells(ansible, dbs, cloud, journ
         for kept in (kept_on_instance, kept_elsewhere, root):
             assert bdm_row(dbs, kept)['deleted'] == 0
 
-    applied = run_full_cycle(ansible, dbs, args, verify)
+    applied = run_full_cycle(ansible, dbs, MODULE, args, ALL_TABLES, verify)
     assert applied['method'] == 'db' and applied['method_reason']
     label = 'block_device_mapping/%s' % bdm
     assert applied['before']['nova:cell1'][label] == {'deleted': 0, 'deleted_at': None}
@@ -113,7 +82,7 @@ def test_soft_delete_through_nova_db_by_volume(ansible, dbs, cloud, journal_dir)
             row = bdm_row(dbs, bdm_id)
             assert row['deleted'] == bdm_id and row['deleted_at'] is not None and row['updated_at'] is None
 
-    applied = run_full_cycle(ansible, dbs, args, verify)
+    applied = run_full_cycle(ansible, dbs, MODULE, args, ALL_TABLES, verify)
     assert set(applied['before']['nova_db']) == {'block_device_mapping/%s' % bdm, 'block_device_mapping/%s' % second_bdm}
     warnings = ' '.join(applied['warnings'])
     assert instance in warnings and second in warnings
@@ -132,7 +101,7 @@ def test_purge_deletes_the_rows_and_undo_reinserts_them(ansible, dbs, cloud, jou
         assert dbs.query('nova', 'SELECT count(*) AS n FROM block_device_mapping WHERE instance_uuid = %s',
                          (instance,))[0]['n'] == 1
 
-    applied = run_full_cycle(ansible, dbs, args, verify)
+    applied = run_full_cycle(ansible, dbs, MODULE, args, ALL_TABLES, verify)
     assert len(applied['plan']) == 1 and applied['plan'][0]['action'] == 'delete' and applied['plan'][0]['rows'] == 2
     assert applied['after']['nova:cell1']['block_device_mapping/%s' % bdm] is None
     assert 'connection_info' not in applied['before']['nova:cell1']['block_device_mapping/%s' % bdm]
