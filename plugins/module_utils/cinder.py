@@ -14,6 +14,7 @@ row of a volume is hard-deleted, never the ``SENTINEL`` row.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.stackmender.openstack.plugins.module_utils.plan import quote_identifier
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
 
 # Every volume status Cinder's reset-status accepts, plus 'deleted' (ours).
@@ -57,8 +58,8 @@ def rows_by_volume(session, table, volume_ids, extra_where='', extra_params=()):
     """Live rows of ``table`` for the volumes, grouped by volume id."""
     grouped = {}
     for chunk in chunks(volume_ids):
-        rows = session.query('SELECT * FROM `%s` WHERE deleted = 0 AND volume_id IN (%s)%s ORDER BY id'
-                             % (table, placeholders(len(chunk)), extra_where),
+        rows = session.query('SELECT * FROM %s WHERE deleted = 0 AND volume_id IN (%s)%s ORDER BY id'
+                             % (quote_identifier(table), placeholders(len(chunk)), extra_where),
                              list(chunk) + list(extra_params))
         for row in rows:
             grouped.setdefault(row['volume_id'], []).append(row)

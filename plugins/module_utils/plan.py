@@ -21,6 +21,7 @@ import decimal
 import re
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import PlanConflict
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
 
 UPDATE = 'update'
 DELETE = 'delete'
@@ -147,15 +148,15 @@ class StatementGroup(object):
     def statement(self, count):
         table = quote_identifier(self.table)
         key = quote_identifier(self.key_column)
-        placeholders = ', '.join(['%s'] * count)
+        in_list = placeholders(count)
         if self.action == UPDATE:
             columns = sorted(self.changes[0].after)
             assignments = ', '.join('%s = %%s' % quote_identifier(column) for column in columns)
-            return 'UPDATE %s SET %s WHERE %s IN (%s)' % (table, assignments, key, placeholders)
+            return 'UPDATE %s SET %s WHERE %s IN (%s)' % (table, assignments, key, in_list)
         if self.action == DELETE:
-            return 'DELETE FROM %s WHERE %s IN (%s)' % (table, key, placeholders)
+            return 'DELETE FROM %s WHERE %s IN (%s)' % (table, key, in_list)
         columns = sorted(self.changes[0].after)
-        row = '(%s)' % ', '.join(['%s'] * len(columns))
+        row = '(%s)' % placeholders(len(columns))
         return 'INSERT INTO %s (%s) VALUES %s' % (
             table, ', '.join(quote_identifier(column) for column in columns), ', '.join([row] * count))
 
@@ -194,11 +195,6 @@ def group_changes(changes):
     return groups
 
 
-def _chunks(items, size):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def _mismatches(change, live_row):
     """Columns whose live value differs from what the plan saw."""
     if live_row is None:
@@ -216,10 +212,10 @@ def execute_group(session, group):
     entries = []
     table = quote_identifier(group.table)
     key = quote_identifier(group.key_column)
-    for chunk in _chunks(group.changes, CHUNK_SIZE):
+    for chunk in chunks(group.changes, CHUNK_SIZE):
         keys = [change.key_value for change in chunk]
         locked = session.query('SELECT * FROM %s WHERE %s IN (%s) FOR UPDATE'
-                               % (table, key, ', '.join(['%s'] * len(keys))), keys)
+                               % (table, key, placeholders(len(keys))), keys)
         by_key = dict((normalize(row[group.key_column]), row) for row in locked)
         conflicts = {}
         for change in chunk:
