@@ -50,6 +50,16 @@ def sql(lab):
     connection.close()
 
 
+def gone(find, timeout=30):
+    """True once ``find()`` returns None, polling for up to ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while find() is not None:
+        if time.time() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def one(rows):
     assert len(rows) == 1, rows
     return rows[0]
@@ -149,7 +159,8 @@ def test_volume_and_server_lifecycle(lab, admin, member, sql):
         member.compute.delete_server(server)
         member.compute.wait_for_delete(server, interval=0.5, wait=WAIT)
         timings["server deleted"] = time.time() - started
-        assert admin.compute.find_server(server.id, ignore_missing=True, all_projects=True) is None
+        # The member's view can lose the server a moment before the admin's: poll, bounded.
+        assert gone(lambda: admin.compute.find_server(server.id, ignore_missing=True, all_projects=True))
         row = one(sql("SELECT id, deleted, vm_state FROM nova.instances WHERE uuid = %s", server.id))
         assert row["deleted"] == row["id"] and row["vm_state"] == "deleted"   # nova soft-deletes with deleted = id
         assert sql("SELECT id FROM placement.allocations WHERE consumer_id = %s", server.id) == []
@@ -159,7 +170,7 @@ def test_volume_and_server_lifecycle(lab, admin, member, sql):
         member.block_storage.delete_volume(volume)
         member.block_storage.wait_for_delete(volume, interval=0.5, wait=WAIT)
         timings["volume deleted"] = time.time() - started
-        assert admin.block_storage.find_volume(volume.id, ignore_missing=True, all_projects=True) is None
+        assert gone(lambda: admin.block_storage.find_volume(volume.id, ignore_missing=True, all_projects=True))
         row = one(sql("SELECT status, deleted FROM cinder.volumes WHERE id = %s", volume.id))
         assert row == {"status": "deleted", "deleted": 1}      # cinder soft-deletes with deleted = 1
         volume = None
