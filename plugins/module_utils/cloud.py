@@ -19,6 +19,7 @@ import os
 try:
     import openstack
     import openstack.exceptions
+    import openstack.utils
     HAS_OPENSTACKSDK = True
     OPENSTACKSDK_IMPORT_ERROR = None
 except ImportError as import_error:
@@ -53,6 +54,14 @@ def connect(cloud):
     except openstack.exceptions.SDKException as error:
         raise ApiError('cannot connect to the cloud: %s' % _first_line(error))
     return connection
+
+
+def negotiated_microversion(proxy, client_maximum):
+    """The microversion openstacksdk uses for a resource: the highest both sides support."""
+    try:
+        return openstack.utils.maximum_supported_microversion(proxy, client_maximum) or client_maximum
+    except Exception:  # the plan still names the client's maximum; the call itself negotiates
+        return client_maximum
 
 
 def _first_line(error):

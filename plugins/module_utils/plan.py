@@ -79,9 +79,15 @@ def sql_value(value):
 class RowChange(object):
     """One row to update, delete or insert, identified by its primary key."""
 
-    def __init__(self, database, table, key, action=UPDATE, before=None, after=None, expect=None, note=None):
+    def __init__(self, database, table, key, action=UPDATE, before=None, after=None, expect=None, note=None,
+                 from_key=()):
         if action not in (UPDATE, DELETE, INSERT):
             raise ValueError('unknown row action %r' % (action,))
+        # Columns that take the row's own key (Nova's soft delete: deleted = id). Their after
+        # value is the key, and the statement writes the key column, so many rows share one statement.
+        self.from_key = tuple(sorted(from_key))
+        if self.from_key and action != UPDATE:
+            raise ValueError('from_key applies to updates only')
         self.database = database
         self.table = table
         self.key = dict(key)
@@ -91,6 +97,8 @@ class RowChange(object):
         # Values that must still hold when applying, beyond those the change overwrites.
         self.expect = normalize_row(expect or {})
         self.note = note
+        for column in self.from_key:
+            self.after[column] = normalize(self.key_value)
 
     @property
     def key_column(self):
@@ -106,7 +114,8 @@ class RowChange(object):
     def signature(self):
         """Changes with equal signatures run as one statement."""
         if self.action == UPDATE:
-            values = tuple(sorted((column, repr(value)) for column, value in self.after.items()))
+            values = tuple(sorted((column, repr(value)) for column, value in self.after.items()
+                                  if column not in self.from_key)) + (('from_key',) + self.from_key,)
         elif self.action == INSERT:
             values = tuple(sorted(self.after))
         else:
@@ -150,8 +159,9 @@ class StatementGroup(object):
         key = quote_identifier(self.key_column)
         in_list = placeholders(count)
         if self.action == UPDATE:
-            columns = sorted(self.changes[0].after)
-            assignments = ', '.join('%s = %%s' % quote_identifier(column) for column in columns)
+            from_key = self.changes[0].from_key
+            assignments = ', '.join('%s = %s' % (quote_identifier(column), key if column in from_key else '%s')
+                                    for column in sorted(self.changes[0].after))
             return 'UPDATE %s SET %s WHERE %s IN (%s)' % (table, assignments, key, in_list)
         if self.action == DELETE:
             return 'DELETE FROM %s WHERE %s IN (%s)' % (table, key, in_list)
@@ -163,8 +173,8 @@ class StatementGroup(object):
     def set_values(self):
         if self.action != UPDATE:
             return []
-        after = self.changes[0].after
-        return [after[column] for column in sorted(after)]
+        first = self.changes[0]
+        return [first.after[column] for column in sorted(first.after) if column not in first.from_key]
 
     def describe(self):
         """The plan entry shown to the operator: statement and parameters."""

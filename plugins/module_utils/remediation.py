@@ -217,10 +217,14 @@ class RemediationModule(object):
     def _has_databases(self):
         return all(option in self.targets for option in self.required_databases)
 
+    def database_requirement(self):
+        """The database options the db path needs, in words."""
+        return ' and '.join(self.required_databases)
+
     def choose_method(self):
         """The first choice of path; ``auto`` may still fall back after planning."""
         requested = self.params['method']
-        needs = ' and '.join(self.required_databases)
+        needs = self.database_requirement()
         if requested == 'db':
             if not self._has_databases():
                 raise InputError('method=db needs %s' % needs)

@@ -26,9 +26,19 @@ description:
     A purged row is re-inserted by the undo.
   - With O(nova_api_db), every cell database in C(cell_mappings) is searched. Rows in cell0 are
     never written, even with O(force).
-  - Only the database path exists (O(method=db), or V(auto)). Nova's API cannot remove a BDM
-    that Cinder no longer knows; a hard reboot on a compute of 2023.2 or later removes the BDMs
-    whose C(attachment_id) Cinder returns 404 for, but not legacy BDMs without one.
+  - The API path (O(method=api), or V(auto) when a cloud is configured) handles the BDMs whose
+    attachment Cinder still holds. It calls Nova's volume detach
+    (C(DELETE /servers/{id}/os-volume_attachments/{volume})), which disconnects the disk on the
+    hypervisor, deletes the Cinder attachment and soft-deletes the BDM, then waits up to
+    O(timeout) for both services to let go. The plan names the compute microversion.
+  - Nova's API cannot remove a BDM that Cinder no longer knows (its detach asks Cinder first and
+    fails), nor a root volume, nor anything while the server has a task or its compute is down.
+    When any selected BDM is like that, V(auto) falls back to the database path (given O(nova_db)
+    or O(nova_api_db)) and says why in RV(method_reason); O(method=api) fails with that reason.
+    A hard reboot on a compute of 2023.2 or later also removes the BDMs whose C(attachment_id)
+    Cinder returns 404 for, but not legacy BDMs without one.
+  - With only O(volume) on the API path, the servers are those Cinder attaches the volume to;
+    BDMs on servers Cinder does not know about are found only by the database path.
 author:
   - stackmender developers (@stackmender)
 extends_documentation_fragment:
@@ -61,6 +71,13 @@ options:
         M(stackmender.openstack.journal_undo) can put it back.
     type: bool
     default: false
+    version_added: 0.1.0
+  timeout:
+    description:
+      - Seconds to wait, on the API path, until Nova no longer lists each volume on its server and
+        Cinder holds no attachment of it to that server.
+    type: int
+    default: 180
     version_added: 0.1.0
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
@@ -107,6 +124,17 @@ EXAMPLES = r'''
     nova_db: "mysql+pymysql://nova:{{ nova_db_password }}@db.example.org/nova?charset=utf8"
     cinder_db: "mysql+pymysql://cinder:{{ cinder_db_password }}@db.example.org/cinder?charset=utf8"
 
+- name: Detach through Nova's API a volume Cinder still attaches (method auto picks the API)
+  stackmender.openstack.nova_bdm_purge:
+    cloud: production-admin
+    instance: 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e
+    volume: 6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11
+    # Given too, so that BDMs Cinder no longer knows fall back to the database path
+    nova_api_db:
+      config_file: /etc/nova/nova.conf
+    cinder_db:
+      config_file: /etc/cinder/cinder.conf
+
 - name: Undo the purge from its journal
   stackmender.openstack.journal_undo:
     journal: "{{ purged.journal }}"
@@ -121,7 +149,8 @@ msg:
   type: str
   sample: "1 block device mapping(s) of 1 instance(s) to soft-delete, applied"
 method:
-  description: The path taken; always V(db) for now.
+  description: The path taken, V(db) or V(api). On the API path RV(plan) lists API calls
+    (C(kind=api), service, call, microversion, arguments) and RV(journal) is V(null).
   returned: success
   type: str
   sample: db
@@ -132,7 +161,8 @@ method_reason:
 plan:
   description:
     - The statements the run executes (or would in check mode), in order, with parameters.
-      A soft delete writes each row's own id to C(deleted), so it is one statement per row.
+      A soft delete writes each row's own id to C(deleted) (C(SET deleted = id)), so many rows
+      share one statement.
       Rows are named by the database option that reaches them, C(nova_db) or C(nova:<cell name>).
   returned: success
   type: list
@@ -142,8 +172,8 @@ plan:
       database: "nova:cell1"
       table: block_device_mapping
       action: update
-      statement: "UPDATE `block_device_mapping` SET `deleted` = %s, `deleted_at` = %s WHERE `id` IN (%s)"
-      params: [12, "2026-11-22 03:04:05", 12]
+      statement: "UPDATE `block_device_mapping` SET `deleted` = `id`, `deleted_at` = %s WHERE `id` IN (%s)"
+      params: ["2026-11-22 03:04:05", 12]
       rows: 1
 before:
   description: Per database option, per C(table/id), the fields the plan changes, as they were.
@@ -191,12 +221,18 @@ notes:
   elements: str
 '''
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
+import time
+
+from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import negotiated_microversion, translate
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
+from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import ApiUnsuitable, Plan, RemediationModule
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
 
 CINDER = 'cinder_db'
+NOVA_DATABASES = ('nova_db', 'nova_api_db')
+# Nova's volume-attachment resource in openstacksdk; the call uses the highest microversion both sides speak.
+VOLUME_ATTACHMENT_MAX_MICROVERSION = '2.89'
 BDM_COLUMNS = ('id', 'instance_uuid', 'volume_id', 'attachment_id', 'device_name', 'boot_index',
                'source_type', 'destination_type', 'deleted', 'deleted_at', 'updated_at')
 # What a result or a guard shows of a BDM: never connection_info, which can hold CHAP secrets.
@@ -210,6 +246,7 @@ class NovaBdmPurge(RemediationModule):
         instance=dict(type='list', elements='str', aliases=['instances']),
         volume=dict(type='list', elements='str', aliases=['volumes']),
         purge=dict(type='bool', default=False),
+        timeout=dict(type='int', default=180),
     )
     module_kwargs = dict(required_one_of=[['instance', 'volume']])
 
@@ -218,17 +255,14 @@ class NovaBdmPurge(RemediationModule):
         self.volume_ids = uuid_list(self.params['volume'], 'volume')
         if not self.instance_ids and not self.volume_ids:
             raise InputError('give instance, volume or both to select the block device mappings to remove')
+        if self.params['timeout'] < 1:
+            raise InputError('timeout must be at least 1 second, got %d' % self.params['timeout'])
 
-    def choose_method(self):
-        if self.params['method'] == 'api':
-            raise InputError('method=api cannot express this change with %s; use method=db' % self.module_name)
-        given = [option for option in ('nova_db', 'nova_api_db') if option in self.targets]
-        if not given:
-            raise InputError('%s needs nova_db (a single cell database) or nova_api_db (every cell through '
-                             'cell_mappings)' % self.module_name)
-        if self.params['method'] == 'db':
-            return 'db', 'requested'
-        return 'db', 'the API cannot remove a block device mapping Cinder no longer knows; %s given' % given[0]
+    def _has_databases(self):
+        return any(option in self.targets for option in NOVA_DATABASES)
+
+    def database_requirement(self):
+        return 'nova_db (a single cell database) or nova_api_db (every cell through cell_mappings)'
 
     # ------------------------------------------------------------- reading
 
@@ -346,7 +380,7 @@ class NovaBdmPurge(RemediationModule):
         else:
             plan.change(row['cell'], 'block_device_mapping', key,
                         before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
-                        after=dict(deleted=row['id'], deleted_at=stamp), expect=guarded,
+                        after=dict(deleted_at=stamp), from_key=('deleted',), expect=guarded,
                         note="soft-delete as Nova's BlockDeviceMapping.destroy() does (deleted = id)")
 
     def _warn_reboot(self, plan, bdms):
@@ -359,7 +393,137 @@ class NovaBdmPurge(RemediationModule):
                       'volume(s) %s' % (instance_uuid, ' on host %s' % host if host else '',
                                         ', '.join(sorted(set(volume or '(none)' for volume in volumes)))))
 
+    # ------------------------------------------------------------- API path
+
+    def api_available(self):
+        # Only purge=false: Nova's detach soft-deletes the BDM; nothing in the API deletes its row.
+        return not self.params['purge']
+
+    def plan_api(self):
+        """Nova's detach, for BDMs whose attachment Cinder still holds; anything else needs the database."""
+        plan = Plan()
+        compute = self.conn.compute
+        cinder_attachments = {}
+        unsuitable = []
+        servers = self._api_servers(cinder_attachments, unsuitable)
+        microversion = negotiated_microversion(compute, VOLUME_ATTACHMENT_MAX_MICROVERSION)
+        found = 0
+        for server in servers:
+            try:
+                attached = [a for a in compute.volume_attachments(server)
+                            if not self.volume_ids or a.volume_id in self.volume_ids]
+            except Exception as error:
+                raise translate(error, 'listing the volume attachments of server %s' % server.id)
+            for attachment in attached:
+                found += 1
+                live = [a for a in self._cinder_live(attachment.volume_id, cinder_attachments) if a.instance == server.id]
+                if not live:
+                    unsuitable.append('Cinder holds no attachment of volume %s to server %s, so Nova\'s detach would fail'
+                                      % (attachment.volume_id, server.id))
+                elif server.root_device_name and attachment.device == server.root_device_name:
+                    unsuitable.append('volume %s is the root disk (%s) of server %s, which Nova\'s API never detaches'
+                                      % (attachment.volume_id, attachment.device, server.id))
+                else:
+                    self._plan_detach(plan, server, attachment, live, microversion)
+        if unsuitable:
+            raise ApiUnsuitable('; '.join(unsuitable))
+        if not found:
+            plan.note('Nova lists no attachment matching %s' % self._describe_selectors())
+        return plan
+
+    def _cinder_live(self, volume_id, cache):
+        """Cinder's attachments of a volume that are not detached (read once per volume)."""
+        if volume_id not in cache:
+            try:
+                cache[volume_id] = [a for a in self.conn.block_storage.attachments(volume_id=volume_id, all_projects=True)
+                                    if a.status != 'detached']
+            except Exception as error:
+                raise translate(error, 'listing the Cinder attachments of volume %s' % volume_id)
+        return cache[volume_id]
+
+    def _api_servers(self, cinder_attachments, unsuitable):
+        """The servers to look at: those named, else those Cinder attaches the named volumes to."""
+        compute, storage = self.conn.compute, self.conn.block_storage
+        server_ids = list(self.instance_ids)
+        if not server_ids:
+            for volume_id in self.volume_ids:
+                try:
+                    storage.get_volume(volume_id)
+                except Exception as error:
+                    if getattr(error, 'status_code', None) != 404:
+                        raise translate(error, 'reading volume %s' % volume_id)
+                    unsuitable.append('volume %s does not exist in Cinder; only the database can find the BDMs '
+                                      'Nova keeps for it' % volume_id)
+                    continue
+                holders = sorted(set(a.instance for a in self._cinder_live(volume_id, cinder_attachments) if a.instance))
+                if not holders:
+                    unsuitable.append('Cinder has no live attachment of volume %s; only the database can find the '
+                                      'BDMs Nova keeps for it' % volume_id)
+                server_ids.extend(holder for holder in holders if holder not in server_ids)
+        servers = []
+        for server_id in server_ids:
+            try:
+                server = compute.get_server(server_id)
+            except Exception as error:
+                if getattr(error, 'status_code', None) != 404:
+                    raise translate(error, 'reading server %s' % server_id)
+                unsuitable.append('server %s does not exist in Nova\'s API (deleted, or never scheduled)' % server_id)
+                continue
+            if server.task_state:
+                unsuitable.append('server %s has task_state %s, and Nova refuses a detach while a task runs'
+                                  % (server.id, server.task_state))
+                continue
+            if server.vm_state != 'shelved_offloaded' and not self._compute_up(server.compute_host):
+                unsuitable.append('the nova-compute of host %s, where server %s runs, is not up, so a detach would '
+                                  'never complete' % (server.compute_host, server.id))
+                continue
+            servers.append(server)
+        return servers
+
+    def _compute_up(self, host):
+        if not host:
+            return False
+        try:
+            services = list(self.conn.compute.services(host=host, binary='nova-compute'))
+        except Exception as error:
+            raise translate(error, 'reading the nova-compute service of host %s' % host)
+        # A disabled compute still detaches; only a down (or forced down) one would leave the call hanging.
+        return any(service.state == 'up' for service in services)
+
+    def _plan_detach(self, plan, server, attachment, live, microversion):
+        compute = self.conn.compute
+        plan.call('compute', 'DELETE /servers/%s/os-volume_attachments/%s' % (server.id, attachment.volume_id),
+                  dict(server_id=server.id, volume_id=attachment.volume_id),
+                  (lambda s=server.id, v=attachment.volume_id: compute.delete_volume_attachment(s, v, ignore_missing=False)),
+                  microversion=microversion, resource='servers/%s/volumes/%s' % (server.id, attachment.volume_id),
+                  note='Cinder still holds attachment %s, so Nova detaches properly: the hypervisor drops the disk, '
+                       'Cinder deletes the attachment and Nova soft-deletes the BDM' % ', '.join(a.id for a in live),
+                  before=dict(attached=True, device=attachment.device, cinder_attachments=len(live)),
+                  after=dict(attached=False, device=None, cinder_attachments=0))
+
+    def verify_api(self, plan):
+        """Wait until Nova no longer lists each volume and Cinder holds no attachment of it to the server."""
+        deadline = time.time() + self.params['timeout']
+        for call in plan.calls:
+            server_id, volume_id = call.arguments['server_id'], call.arguments['volume_id']
+            while True:
+                try:
+                    in_nova = [a for a in self.conn.compute.volume_attachments(server_id) if a.volume_id == volume_id]
+                    in_cinder = [a for a in self.conn.block_storage.attachments(volume_id=volume_id, all_projects=True)
+                                 if a.instance == server_id and a.status != 'detached']
+                except Exception as error:
+                    raise translate(error, 'reading back the attachment of volume %s to server %s' % (volume_id, server_id))
+                if not in_nova and not in_cinder:
+                    break
+                if time.time() > deadline:
+                    raise ApiError('volume %s is still attached to server %s after %d s (Nova lists it: %s, Cinder '
+                                   'attachments: %d); check nova-compute on the server\'s host and run again'
+                                   % (volume_id, server_id, self.params['timeout'], bool(in_nova), len(in_cinder)))
+                time.sleep(1)
+
     def describe(self, plan):
+        if plan.calls:
+            return '%d volume(s) to detach through Nova\'s API' % len(plan.calls)
         instances = set()
         for change in plan.changes:
             instances.add(change.expect.get('instance_uuid') or change.before.get('instance_uuid'))

@@ -11,93 +11,16 @@ import uuid
 
 import pytest
 
-from tests.conftest import import_lab_client
+from tests.drills.conftest import new_volume, wait_status
 from tests.integration.helpers import assert_clean_failure
 
 MODULE = 'cinder_volume_state'
-WAIT = 120
 
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.xdist_group('lab'),
     pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore::PendingDeprecationWarning'),
 ]
-
-
-@pytest.fixture(scope='module')
-def lab_client():
-    return import_lab_client()
-
-
-@pytest.fixture(scope='module')
-def admin(lab, lab_client):
-    return lab_client.connect_cloud(lab, 'lab-admin')
-
-
-@pytest.fixture(scope='module')
-def member(lab, lab_client):
-    return lab_client.connect_cloud(lab, 'lab-member')
-
-
-@pytest.fixture
-def sql(lab, lab_client):
-    connection = lab_client.connect_database(lab)
-
-    def query(statement, *parameters):
-        with connection.cursor() as cursor:
-            cursor.execute(statement, parameters)
-            columns = [column[0] for column in cursor.description]
-            return [dict(zip(columns, row)) for row in cursor.fetchall()]
-    yield query
-    connection.close()
-
-
-@pytest.fixture
-def api_args(lab, journal_dir):
-    """Module arguments for the lab's admin cloud (AWX-style: a clouds.yaml file)."""
-    def make(cloud='lab-admin', **extra):
-        args = dict(cloud=cloud, journal_dir=journal_dir)
-        args.update(extra)
-        return args
-    return make
-
-
-@pytest.fixture
-def lab_env(lab):
-    return {'OS_CLIENT_CONFIG_FILE': lab['clouds_yaml']}
-
-
-def wait_status(admin, volume_id, status):
-    deadline = time.time() + WAIT
-    while time.time() < deadline:
-        volume = admin.block_storage.get_volume(volume_id)
-        if volume.status == status:
-            return volume
-        time.sleep(0.5)
-    raise AssertionError('volume %s stayed %s, expected %s' % (volume_id, volume.status, status))
-
-
-@pytest.fixture
-def cleanup(admin):
-    """Servers and volumes a test made, removed afterwards so the lab's quotas never fill up."""
-    made = {'servers': [], 'volumes': []}
-    yield made
-    for server_id in made['servers']:
-        server = admin.compute.find_server(server_id, ignore_missing=True, all_projects=True)
-        if server is not None:
-            admin.compute.delete_server(server)
-            admin.compute.wait_for_delete(server, wait=WAIT)
-    for volume_id in made['volumes']:
-        volume = admin.block_storage.find_volume(volume_id, ignore_missing=True, all_projects=True)
-        if volume is not None:
-            admin.block_storage.reset_volume_status(volume, status='available', attach_status='detached')
-            admin.block_storage.delete_volume(volume, force=True, ignore_missing=True)
-
-
-def new_volume(member, admin, name, cleanup):
-    volume = member.block_storage.create_volume(name='%s-%s' % (name, uuid.uuid4().hex[:6]), size=1)
-    cleanup['volumes'].append(volume.id)
-    return wait_status(admin, volume.id, 'available')
 
 
 def test_reset_is_one_call_carrying_both_statuses(ansible, admin, member, api_args, lab_env, sql, cleanup):

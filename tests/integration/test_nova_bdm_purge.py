@@ -194,14 +194,17 @@ def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal
         (dict(volume=[volume, 'zz']), "volume: 'zz' is not a UUID"),
         (dict(), 'one of the following is required: instance, volume'),
         (dict(instance=[]), 'instance: the list is empty'),
-        (dict(volume=volume, method='api'), 'method=api cannot express this change'),
+        (dict(volume=volume, method='api', purge=True), 'method=api cannot express this change'),
+        (dict(volume=volume, timeout=0), 'timeout must be at least 1 second'),
         (dict(volume=volume, force=True), 'force_reason'),
         (dict(volume=volume, purge='maybe'), 'purge'),
     ]
     for extra, fragment in cases:
         assert_clean_failure(ansible(MODULE, db_args(dbs, 'nova', journal_dir=journal_dir, **extra)), fragment)
     no_nova = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, journal_dir=journal_dir))
-    assert_clean_failure(no_nova, 'needs nova_db (a single cell database) or nova_api_db')
+    assert_clean_failure(no_nova, 'or give nova_db (a single cell database) or nova_api_db')
+    no_nova = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, journal_dir=journal_dir, method='db'))
+    assert_clean_failure(no_nova, 'method=db needs nova_db (a single cell database) or nova_api_db')
     wrong_database = ansible(MODULE, dict(volume=volume, journal_dir=journal_dir, nova_db=dbs.url('cinder')))
     assert_clean_failure(wrong_database, 'has no table block_device_mapping')
     assert snapshot(dbs, ALL_TABLES) == before

@@ -30,6 +30,22 @@ def test_long_key_lists_are_counted_not_dumped():
     assert len(described['params']) == 1 + planning.SHOWN_KEYS
 
 
+def test_soft_delete_with_the_own_key_shares_one_statement():
+    stamp = datetime.datetime(2026, 11, 22, 3, 4, 5)
+    changes = [planning.RowChange('nova_db', 'block_device_mapping', {'id': key}, before={'deleted': 0, 'deleted_at': None},
+                                  after={'deleted_at': stamp}, from_key=('deleted',)) for key in (12, 13, 20)]
+    group, = planning.group_changes(changes)
+    described = group.describe()
+    assert described['statement'] == ('UPDATE `block_device_mapping` SET `deleted` = `id`, `deleted_at` = %s '
+                                      'WHERE `id` IN (%s, %s, %s)')
+    assert described['params'] == ['2026-11-22 03:04:05', 12, 13, 20]
+    # The journal and the result still show each row's own value.
+    assert [change.after['deleted'] for change in changes] == [12, 13, 20]
+    assert planning.describe_changes(changes)[1]['nova_db']['block_device_mapping/13']['deleted'] == 13
+    with pytest.raises(ValueError):
+        planning.RowChange('nova_db', 'instances', {'id': 1}, action=planning.DELETE, from_key=('deleted',))
+
+
 def test_identifiers_are_checked():
     with pytest.raises(ValueError):
         planning.quote_identifier('volumes; DROP TABLE x')
