@@ -32,3 +32,22 @@ def _remove_link_tree():
 
 
 atexit.register(_remove_link_tree)
+
+_dependency_path = []
+
+
+def dependency_collections_path():
+    """The collections the roles use (community.general, openstack.cloud), cached by tools/collections.sh."""
+    if not _dependency_path:
+        import subprocess
+        script = os.path.join(REPO_ROOT, 'tools', 'collections.sh')
+        completed = subprocess.run(['bash', script], capture_output=True, text=True, check=False)
+        if completed.returncode != 0:
+            raise RuntimeError('tools/collections.sh failed:\n%s' % completed.stderr[-3000:])
+        _dependency_path.append(completed.stdout.strip().splitlines()[-1])
+    return _dependency_path[0]
+
+
+def ansible_collections_path():
+    """ANSIBLE_COLLECTIONS_PATH for runs of the checkout: the collection first, then its dependencies."""
+    return os.pathsep.join([COLLECTIONS_PATH, dependency_collections_path()])

@@ -16,6 +16,8 @@ set -euo pipefail
 
 # shellcheck disable=SC1091  # lib.sh, beside this script
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+# shellcheck disable=SC1091  # collections.sh, beside this script
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/collections.sh"
 
 all_gates=(sanity lint build changelog)
 for gate in "$@"; do
@@ -53,6 +55,8 @@ seconds_since() {
 run_started=$(now_us)
 venv=$(tools_venv)
 python=$venv/bin/python
+# The collections the roles depend on (galaxy.yml), cached; Galaxy is not reachable.
+dependencies=$(dependency_collections)
 
 # --- Python interpreters -------------------------------------------------
 # ansible-test looks interpreters up as pythonX.Y on PATH. pyenv shims answer
@@ -205,7 +209,8 @@ gate_lint() {
     # clean copy, which already has the ansible_collections/<ns>/<name> layout.
     # ansible-lint puts $ANSIBLE_HOME/collections first on the collections
     # path; an empty one keeps an older installed copy from being used.
-    ANSIBLE_HOME=$scratch/ansible-home ANSIBLE_COLLECTIONS_PATH=$tree_root \
+    # The roles' dependencies resolve from the cached collections.
+    ANSIBLE_HOME=$scratch/ansible-home ANSIBLE_COLLECTIONS_PATH=$tree_root:$dependencies \
         ansible-lint --offline --nocolor
 }
 
@@ -235,7 +240,9 @@ gate_build() {
         echo "FAILED: the artifact lacks: ${missing[*]}"
         return 1
     fi
-    export ANSIBLE_COLLECTIONS_PATH=$collections ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false ANSIBLE_NOCOLOR=1
+    # The dependencies in galaxy.yml are satisfied by the cached collections,
+    # already installed on the path, so the offline install resolves them.
+    export ANSIBLE_COLLECTIONS_PATH=$collections:$dependencies ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false ANSIBLE_NOCOLOR=1
     ansible-galaxy collection install --offline -p "$collections" "$artifact"
     # Away from the clean copy, so only the installed collection is found.
     cd "$scratch"

@@ -25,8 +25,8 @@ def live_bdms(sql, server_id, volume_id):
                server_id, volume_id)
 
 
-def test_detach_through_nova_while_cinder_holds_the_attachment(ansible, admin, member, api_args, lab_env, sql,
-                                                              cleanup):
+def test_detach_through_nova_while_cinder_holds_the_attachment(
+        ansible, admin, member, api_args, lab_env, sql, cleanup):
     server = new_server(member, 'bdm-api', cleanup)
     volume = new_volume(member, admin, 'bdm-api', cleanup)
     attach(member, admin, server, volume)
