@@ -29,3 +29,23 @@ def live_volume_bdms(cells, volume_ids):
                 row['cell'] = cell.name
                 found.append(row)
     return found
+
+
+# Statuses after which a migration is over; any other status is in progress
+# (nova's migration_get_in_progress_by_host_and_node).
+FINISHED_MIGRATION_STATUSES = ('confirmed', 'reverted', 'error', 'failed', 'completed', 'cancelled', 'done')
+
+# Nova's [DEFAULT] service_down_time.
+SERVICE_DOWN_TIME = 60
+
+
+def service_is_up(service, now, service_down_time=SERVICE_DOWN_TIME):
+    """Nova's own rule (servicegroup DB driver): not forced down, and the last
+    report (``last_seen_up``, else ``created_at``) at most ``service_down_time``
+    seconds from ``now``, in either direction."""
+    if service.get('forced_down'):
+        return False
+    last = service.get('last_seen_up') or service.get('created_at')
+    if last is None:
+        return False
+    return abs((now - last).total_seconds()) <= service_down_time

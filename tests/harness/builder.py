@@ -30,6 +30,8 @@ import datetime
 import json
 import uuid as uuidlib
 
+from pymysql.constants import CLIENT
+
 NOVA_CELLS = {"cell1": "nova", "cell0": "nova_cell0"}
 NOVA_TOPICS = {"nova-compute": "compute", "nova-conductor": "conductor", "nova-scheduler": "scheduler"}
 # Used when the snapshot could not read them from the installed cinder.
@@ -238,6 +240,21 @@ class CloudBuilder:
         self.insert("cinder", "volumes", values, optional=("use_quota", "shared_targets", "service_uuid"))
         return volume_id
 
+    def destroy_volume(self, volume_id, deleted_at=None):
+        """Soft-delete a volume as cinder's volume_destroy does: the volume
+        (status ``deleted``, ``deleted = 1``, migration_status NULL) and its
+        dependent rows; attachments also become ``detached``."""
+        stamp = deleted_at or utcnow()
+        self.db.execute("cinder", "UPDATE volumes SET status = 'deleted', deleted = 1, deleted_at = %s, "
+                                  "migration_status = NULL WHERE id = %s", (stamp, volume_id))
+        for table in ("volume_metadata", "volume_admin_metadata", "snapshots", "transfers", "volume_glance_metadata"):
+            self.db.execute("cinder", f"UPDATE `{table}` SET deleted = 1, deleted_at = %s "
+                                      f"WHERE volume_id = %s AND deleted = 0", (stamp, volume_id))
+        self.db.execute("cinder", "UPDATE volume_attachment SET deleted = 1, deleted_at = %s, attach_status = "
+                                  "'detached', detach_time = %s WHERE volume_id = %s AND deleted = 0",
+                        (stamp, stamp, volume_id))
+        return volume_id
+
     def attachment(self, volume_id, instance_uuid, attached_host, attach_status="attached",
                    mountpoint=DEFAULT_DEVICE_NAME, attach_mode="rw", connector=_AUTO, connection_info=_AUTO,
                    attached_mode=_AUTO, **columns):
@@ -390,10 +407,39 @@ class CloudBuilder:
     # Nova
 
     def _cell_database(self, cell):
+        if cell in getattr(self, "extra_cells", {}):
+            return self.extra_cells[cell]
         try:
             return NOVA_CELLS[cell]
         except KeyError:
             raise ValueError(f"cell must be one of {sorted(NOVA_CELLS)}, not {cell!r}") from None
+
+    def add_cell(self, name):
+        """A further cell: its own database with the nova schema of this
+        release (dropped with the set), and its cell_mappings row. Use the
+        ``cell=name`` argument of the Nova methods, and ``nova_<name>`` as
+        the logical name in ``dbs.query``. Returns the cell uuid."""
+        logical = f"nova_{name}"
+        database = f"{self.db.prefix}_{logical}"
+        statements = ["SET SESSION foreign_key_checks = 0", f"CREATE DATABASE `{database}`", f"USE `{database}`"]
+        statements.extend(self.schema.create_statement("nova", table) for table in self.schema.tables("nova"))
+        conn = self.db.server.admin_connect(client_flag=CLIENT.MULTI_STATEMENTS)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(";\n".join(statements))
+                while cursor.nextset():
+                    pass
+        finally:
+            conn.close()
+        self.db.names[logical] = database  # so dbs.url/query reach it and dbs.drop() drops it
+        self._columns = None
+        self.extra_cells = dict(getattr(self, "extra_cells", {}), **{name: logical})
+        cell_uuid = new_uuid()
+        self.insert("nova_api", "cell_mappings", {
+            "created_at": utcnow(), "updated_at": None, "uuid": cell_uuid, "name": name,
+            "transport_url": "rabbit://nova:secret@127.0.0.1:5672/", "database_connection": self.db.url(logical),
+            "disabled": False}, optional=("disabled",))
+        return cell_uuid
 
     def cell_id(self, cell="cell1"):
         """Id of a cell in nova_api.cell_mappings."""
@@ -563,6 +609,44 @@ class CloudBuilder:
                          "flavor": flavor_primitive, "availability_zone": availability_zone})
             self.insert("nova_api", "request_specs", {
                 "created_at": now, "updated_at": None, "instance_uuid": instance_uuid, "spec": json.dumps(spec)})
+        return instance_uuid
+
+    @staticmethod
+    def network_info(vif_type="ovs", profile=None, port_id=None, **vif):
+        """instance_info_caches.network_info JSON with one VIF as nova caches
+        it (``vif_type`` is binding:vif_type, e.g. ``binding_failed``)."""
+        subnet = {"cidr": "10.0.0.0/24", "dns": [], "routes": [], "version": 4, "meta": {"dhcp_server": "10.0.0.2"},
+                  "ips": [{"address": "10.0.0.5", "type": "fixed", "version": 4, "meta": {}, "floating_ips": []}],
+                  "gateway": {"address": "10.0.0.1", "type": "gateway", "version": 4, "meta": {}}}
+        entry = {"id": port_id or new_uuid(), "address": "fa:16:3e:12:34:56", "type": vif_type,
+                 "devname": "tap12345678-9a", "ovs_interfaceid": None, "qbh_params": None, "qbg_params": None,
+                 "active": vif_type != "binding_failed", "vnic_type": "normal", "meta": {}, "preserve_on_delete": False,
+                 "delegate_create": True, "profile": profile if profile is not None else {},
+                 "details": {"port_filter": True, "connectivity": "l2", "bridge_name": "br-int",
+                             "datapath_type": "system"} if vif_type == "ovs" else {},
+                 "network": {"id": new_uuid(), "bridge": "br-int", "label": "private", "subnets": [subnet],
+                             "meta": {"injected": False, "tenant_id": "x", "mtu": 1450, "physical_network": None,
+                                      "tunneled": True}}}
+        entry.update(vif)
+        return json.dumps([entry])
+
+    def destroy_instance(self, instance_uuid, cell="cell1", deleted_at=None):
+        """Soft-delete an instance as nova's instance_destroy does: the
+        instance (vm_state ``deleted``) and its child rows, each with
+        ``deleted = id`` and ``deleted_at``; tags are hard-deleted."""
+        database = self._cell_database(cell)
+        stamp = deleted_at or utcnow()
+        self.db.execute(database, "UPDATE instances SET deleted = id, deleted_at = %s, vm_state = 'deleted', "
+                                  "task_state = NULL, terminated_at = %s WHERE uuid = %s",
+                        (stamp, stamp, instance_uuid))
+        for table in ("security_group_instance_association", "instance_info_caches", "instance_metadata",
+                      "instance_faults", "instance_extra", "instance_system_metadata", "block_device_mapping",
+                      "migrations", "virtual_interfaces"):
+            self.db.execute(database, f"UPDATE `{table}` SET deleted = id, deleted_at = %s "
+                                      f"WHERE instance_uuid = %s AND deleted = 0", (stamp, instance_uuid))
+        self.db.execute(database, "UPDATE instance_id_mappings SET deleted = id, deleted_at = %s "
+                                  "WHERE uuid = %s AND deleted = 0", (stamp, instance_uuid))
+        self.db.execute(database, "DELETE FROM tags WHERE resource_id = %s", (instance_uuid,))
         return instance_uuid
 
     def nova_connection_info(self, volume_id, attachment_id=None):
@@ -747,6 +831,18 @@ class CloudBuilder:
         self._bump_generation("resource_providers", provider_id)
         self._bump_generation("consumers", consumer_id)
         return allocation_id
+
+    def provider_trait(self, rp, name):
+        """Give provider ``rp`` (uuid) the trait ``name`` (created if missing,
+        e.g. MISC_SHARES_VIA_AGGREGATE); bumps its generation. Returns the trait id."""
+        trait_id = self.db.scalar("placement", "SELECT id FROM traits WHERE name = %s", (name,))
+        if trait_id is None:
+            trait_id = self.insert("placement", "traits", {"created_at": utcnow(), "updated_at": None, "name": name})
+        provider_id = self._provider_id(rp)
+        self.db.execute("placement", "INSERT INTO resource_provider_traits (created_at, trait_id, resource_provider_id) "
+                                     "VALUES (%s, %s, %s)", (utcnow(), trait_id, provider_id))
+        self._bump_generation("resource_providers", provider_id)
+        return trait_id
 
     # ------------------------------------------------------------------
     # Consistent compositions
