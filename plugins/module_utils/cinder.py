@@ -54,6 +54,49 @@ def is_migrating(migration_status):
     return value in MIGRATION_IN_FLIGHT or value.startswith('target:')
 
 
+def split_host(value):
+    """``host@backend#pool`` as (host, backend, pool); absent parts are None."""
+    rest, _sep, pool = value.partition('#')
+    host, _sep, backend = rest.partition('@')
+    return host, backend or None, pool or None
+
+
+def host_matches(value, selector):
+    """Whether a host column names ``selector`` itself or one of its ``#pool`` forms.
+
+    Exact and case-sensitive: ``controller1`` never matches ``controller10``,
+    ``Controller1`` or ``controller1@lvm``; ``_`` and ``%`` are plain characters.
+    """
+    return value is not None and (value == selector or value.startswith(selector + '#'))
+
+
+def host_condition(column):
+    """SQL narrowing rows to ``column`` = X or starting with X#, byte for byte, without LIKE.
+
+    Parameters: the selector, then the selector followed by ``#`` twice. Callers
+    still check each row with :func:`host_matches`.
+    """
+    quoted = quote_identifier(column)
+    return '(%s = BINARY %%s OR LEFT(%s, CHAR_LENGTH(%%s)) = BINARY %%s)' % (quoted, quoted)
+
+
+def host_condition_params(selector):
+    return [selector, selector + '#', selector + '#']
+
+
+def live_services(session, binary):
+    """Live ``services`` rows of one binary, each with ``heartbeat_age`` in seconds by the database clock."""
+    rows = session.query('SELECT *, TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) AS heartbeat_age '
+                         'FROM services WHERE deleted = 0 AND `binary` = BINARY %s ORDER BY id', (binary,))
+    return [row for row in rows if row['binary'] == binary]
+
+
+def service_is_up(service, down_time):
+    """Cinder's rule: up while the last heartbeat is at most ``service_down_time`` seconds old."""
+    age = service.get('heartbeat_age')
+    return age is not None and age <= down_time
+
+
 def rows_by_volume(session, table, volume_ids, extra_where='', extra_params=()):
     """Live rows of ``table`` for the volumes, grouped by volume id."""
     grouped = {}
