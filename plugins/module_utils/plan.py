@@ -31,6 +31,9 @@ INSERT = 'insert'
 CHUNK_SIZE = 500
 # Keys shown per statement in a result; the count is always exact.
 SHOWN_KEYS = 50
+# Rows shown in a result's before/after (and diff); a 100k-row plan would otherwise
+# make a result of tens of megabytes. The journal always has every row.
+SHOWN_ROWS = 1000
 
 _IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,63}$')
 
@@ -255,11 +258,16 @@ def execute_group(session, group):
     return entries
 
 
-def describe_changes(changes):
-    """``before``/``after`` of the result: only the fields the plan changes."""
+def describe_changes(changes, limit=None):
+    """``before``/``after`` of the result: only the fields the plan changes.
+
+    With ``limit``, at most that many rows are shown (the plan and the journal
+    still carry every row); the third value counts the rows left out.
+    """
     before, after = {}, {}
-    for change in changes:
+    shown = changes if limit is None else changes[:limit]
+    for change in shown:
         label = change.label()
         before.setdefault(change.database, {})[label] = change.before if change.action != INSERT else None
         after.setdefault(change.database, {})[label] = change.after if change.action != DELETE else None
-    return before, after
+    return before, after, len(changes) - len(shown)

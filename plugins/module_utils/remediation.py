@@ -337,7 +337,11 @@ class RemediationModule(object):
                 result['before'], result['after'] = describe_calls(plan.calls)
             else:
                 result['plan'] = [group.describe() for group in planning.group_changes(plan.changes)]
-                result['before'], result['after'] = planning.describe_changes(plan.changes)
+                result['before'], result['after'], hidden = planning.describe_changes(plan.changes, planning.SHOWN_ROWS)
+                if hidden:
+                    result['rows_not_shown'] = hidden
+                    plan.note('before/after show the first %d of %d changed rows; the plan counts every row and '
+                              'the journal keeps them all' % (planning.SHOWN_ROWS, len(plan.changes)))
             if not plan.changes and not plan.calls:
                 result['msg'] = 'nothing to do: %s' % ('; '.join(plan.notes) if plan.notes else 'already in the desired state')
                 self._finish(result, plan)

@@ -46,6 +46,13 @@ def test_soft_delete_with_the_own_key_shares_one_statement():
         planning.RowChange('nova_db', 'instances', {'id': 1}, action=planning.DELETE, from_key=('deleted',))
 
 
+def test_results_show_a_bounded_number_of_rows():
+    changes = [_change('v%04d' % number) for number in range(30)]
+    before, after, hidden = planning.describe_changes(changes, limit=10)
+    assert len(before['cinder_db']) == len(after['cinder_db']) == 10 and hidden == 20
+    assert 'volumes/v0009' in after['cinder_db'] and 'volumes/v0010' not in after['cinder_db']
+
+
 def test_identifiers_are_checked():
     with pytest.raises(ValueError):
         planning.quote_identifier('volumes; DROP TABLE x')
@@ -62,7 +69,8 @@ def test_values_normalise_for_json_and_comparison():
 
 
 def test_before_and_after_show_only_changed_fields():
-    before, after = planning.describe_changes([_change('a'), _change('w', action=planning.DELETE)])
+    before, after, hidden = planning.describe_changes([_change('a'), _change('w', action=planning.DELETE)])
+    assert hidden == 0
     assert before == {'cinder_db': {'volumes/a': {'status': 'detaching'}, 'volumes/w': {'status': 'detaching'}}}
     assert after == {'cinder_db': {'volumes/a': {'status': 'available'}, 'volumes/w': None}}
 
