@@ -526,6 +526,30 @@ class Audit(object):
             return False
         return True
 
+    def inventory(self):
+        """Counts of the live rows every class is judged against, read in the same snapshots.
+
+        An empty or sharply smaller count than last time means a wrong or broken source
+        (remediation_gate aborts on it). Also reads each database's clock, so audited_at
+        is set even when nothing was found.
+        """
+        counts = {}
+        if self.has('cinder'):
+            self.now(CINDER)
+            counts['volumes'] = self.tuples(CINDER, 'SELECT COUNT(*) FROM volumes WHERE deleted = 0')[0][0]
+            counts['volume_attachments'] = self.tuples(
+                CINDER, 'SELECT COUNT(*) FROM volume_attachment WHERE deleted = 0')[0][0]
+        if self.has('nova'):
+            counts['cells'] = len(self.cells())
+            counts['instances'] = len(self.live_instances())
+            counts['volume_bdms'] = len(self.volume_bdms())
+            for cell in self.cells():
+                self.now(cell.option)
+        if self.has('placement'):
+            self.now(PLACEMENT)
+            counts['resource_providers'] = self.tuples(PLACEMENT, 'SELECT COUNT(*) FROM resource_providers')[0][0]
+        return dict((name, int(value)) for name, value in counts.items())
+
     def run(self):
         started = time.time()
         findings, skipped, counts, timings = [], [], {}, {}
@@ -555,6 +579,7 @@ class Audit(object):
         severity_counts = dict((severity, 0) for severity in SEVERITIES)
         for found in findings:
             severity_counts[found['severity']] += 1
+        inventory = self.inventory()
         cells = [dict(name=cell.option, uuid=cell.uuid, cell0=cell.is_cell0) for cell in (self._cells or [])]
         databases = dict((option, target.display()) for option, target in self.targets.items())
         clocks = [self._now[option] for option in (CINDER, NOVA_DB, NOVA_API, PLACEMENT) if option in self._now]
@@ -568,7 +593,8 @@ class Audit(object):
             filters=dict(classes=self.options.classes if len(self.options.classes) < len(CLASSES) else None,
                          projects=sorted(self.options.projects) if self.options.projects else None,
                          hosts=sorted(self.options.hosts) if self.options.hosts else None),
-            audited_at=audited_at, timings=timings, elapsed=round(time.time() - started, 3), notes=list(self.notes))
+            inventory=inventory, audited_at=audited_at, timings=timings, elapsed=round(time.time() - started, 3),
+            notes=list(self.notes))
 
 
 # ---------------------------------------------------------------------------
@@ -1027,11 +1053,14 @@ def instance_task_stuck(audit, spec):
         for instance in rows:
             since = first_time(instance['updated_at'], instance['created_at'])
             if instance['task_state'] == 'migrating':
-                hint = ('abort or force-complete the live migration (openstack server migration abort|force complete); '
-                        'reset the state only when no migration runs')
+                fix = repair('nova_task_state', instance=[instance['uuid']], action='abort')
+                hint = ('aborts the live migration through the Compute API (2.24; 2.65 while queued or preparing); '
+                        'without a cloud, or when Nova cannot abort it, the database path ends it as cancelled and '
+                        'gives its placement hold back')
             else:
-                hint = ('reset the state (openstack server set --state active|error %s clears task_state), then hard '
-                        'reboot the instance' % instance['uuid'])
+                fix = repair('nova_task_state', instance=[instance['uuid']])
+                hint = ('clears task_state as os-resetState does (active stays active, any other vm_state becomes '
+                        'error: hard reboot those) and ends its unfinished migrations')
             yield audit.finding(
                 spec, 'instance %s has been in task_state %s for %s s'
                 % (instance['uuid'], instance['task_state'], seconds_between(since, now)),
@@ -1039,7 +1068,7 @@ def instance_task_stuck(audit, spec):
                      cell=cell.option),
                 [dict(instance, table='instances', cell=cell.option)], project=instance['project_id'],
                 host=instance['host'], since=since, now=now, key='%s/instance/%s' % (cell.option, instance['uuid']),
-                hint=hint)
+                fix=fix, hint=hint)
 
 
 def migration_unfinished(audit, spec):
@@ -1062,14 +1091,20 @@ def migration_unfinished(audit, spec):
         for row in rows:
             since = first_time(row['updated_at'], row['created_at'])
             waiting = row['status'] == 'finished' and row['migration_type'] in ('resize', 'migration')
-            if waiting:
+            # Migration uuids are unique across cells; ids are not.
+            reference = row.get('uuid') or row['id']
+            fix = None
+            if row['instance_deleted'] != 0:  # None: no instance row; else the deleted row's id
+                hint = 'the instance is gone; the migration row is a leftover (nova-manage db archive_deleted_rows)'
+            elif waiting:
                 hint = 'the resize waits for confirmation: confirm or revert it (openstack server resize confirm|revert)'
             elif row['migration_type'] == 'live-migration':
-                hint = ('abort or force-complete it (openstack server migration abort|force complete), or set it to '
-                        'error once the instance is known to run on one host only')
+                fix = repair('nova_task_state', instance=[row['instance_uuid']], migration=[reference], action='abort')
+                hint = 'aborts it through the Compute API; the database path ends it as cancelled and gives the hold back'
             else:
-                hint = ('find where the instance really runs, then set the migration to error and fix the instance '
-                        'host (nova_instance_host) if needed')
+                fix = repair('nova_task_state', migration=[reference])
+                hint = ('ends it as error and releases its placement hold as a rollback (instance on the source) or a '
+                        'confirm (instance on the destination) would; check where the instance runs first')
             yield audit.finding(
                 spec, '%s %s of instance %s from %s to %s has been %s for %s s'
                 % (row['migration_type'] or 'migration', row['id'], row['instance_uuid'], row['source_compute'],
@@ -1077,7 +1112,7 @@ def migration_unfinished(audit, spec):
                 dict(migration=row['id'], instance=row['instance_uuid'], status=row['status'], cell=cell.option),
                 [dict(row, table='migrations', cell=cell.option)], project=row['project_id'],
                 host=row['source_compute'], since=since, now=now, severity='info' if waiting else None,
-                key='%s/migration/%s' % (cell.option, row['id']), hint=hint)
+                key='%s/migration/%s' % (cell.option, row['id']), fix=fix, hint=hint)
 
 
 def _info_cache_rows(audit, cell):
@@ -1155,8 +1190,9 @@ def info_cache_binding_failed(audit, spec):
                 [_cache_evidence(row, vifs)], project=row['project_id'], host=row['host'],
                 since=first_time(row['updated_at'], row['created_at']), now=now,
                 key='%s/instance/%s' % (cell.option, row['instance_uuid']),
-                hint='fix the port binding in Neutron (binding:host_id %s, and the agent there), then hard reboot; '
-                     'nova-compute sets the instance to ERROR at start-up while the cache says binding_failed'
+                fix=repair('nova_network_info_cache', instance=[row['instance_uuid']]),
+                hint='bind the port to %s in Neutron if it is bound elsewhere, then rewrite the cache from the port '
+                     '(nova_network_info_cache); hard reboot an instance nova-compute set to ERROR'
                      % (row['host'] or '(the instance host)'))
 
 
@@ -1181,8 +1217,9 @@ def info_cache_migrating_to(audit, spec):
                 [_cache_evidence(row, vifs)], project=row['project_id'], host=row['host'],
                 since=first_time(row['updated_at'], row['created_at']), now=now,
                 key='%s/instance/%s' % (cell.option, row['instance_uuid']),
-                hint='remove migrating_to from the ports\' binding profile in Neutron, then refresh the cache (a '
-                     'network-changed event or a hard reboot)')
+                fix=repair('nova_network_info_cache', instance=[row['instance_uuid']]),
+                hint='remove migrating_to from the ports\' binding profile in Neutron, then rewrite the cache from the '
+                     'ports (nova_network_info_cache)')
 
 
 def info_cache_empty(audit, spec):

@@ -37,6 +37,24 @@ def cloud_configured(cloud):
     return any(os.environ.get(name) for name in ('OS_CLOUD', 'OS_CLIENT_CONFIG_FILE', 'OS_AUTH_URL'))
 
 
+SECRET_KEY_PARTS = ('password', 'secret', 'token', 'passcode')
+
+
+def secret_values(cloud):
+    """Values of a cloud dict that are credentials (password, *_secret, token, ...), at any depth."""
+    found = set()
+    if isinstance(cloud, dict):
+        for key, value in cloud.items():
+            if isinstance(value, (dict, list)):
+                found |= secret_values(value)
+            elif isinstance(value, str) and value and any(part in str(key).lower() for part in SECRET_KEY_PARTS):
+                found.add(value)
+    elif isinstance(cloud, list):
+        for value in cloud:
+            found |= secret_values(value)
+    return found
+
+
 def connect(cloud):
     """An openstacksdk connection for a clouds.yaml name, a dict, or the single configured cloud."""
     if not HAS_OPENSTACKSDK:
@@ -51,7 +69,9 @@ def connect(cloud):
         else:
             raise InputError('cloud must be a clouds.yaml name or a dict of connection settings')
         connection.authorize()
-    except openstack.exceptions.SDKException as error:
+    except InputError:
+        raise
+    except Exception as error:  # openstacksdk's and keystoneauth's own errors (e.g. no auth_url configured)
         raise ApiError('cannot connect to the cloud: %s' % _first_line(error))
     return connection
 

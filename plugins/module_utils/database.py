@@ -101,11 +101,25 @@ class DatabaseTarget(object):
                               charset=self.charset, ssl=dict(self.ssl), source=self.source)
 
 
+def secret_forms(password):
+    """The password as given and as it can be written inside a URL, so each form can be masked."""
+    if not password:
+        return set()
+    try:
+        from urllib.parse import quote
+    except ImportError:  # pragma: no cover
+        from urllib import quote  # type: ignore
+    return set(form for form in (password, quote(password, safe=''), quote(password)) if form)
+
+
 def parse_url(option, url, ssl=None, source=None):
     """Parse a ``[database] connection`` URL into a :class:`DatabaseTarget`."""
     if not isinstance(url, str) or not url.strip():
         raise InputError('%s: the database URL is empty' % option)
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. an unclosed [ of an IPv6 host
+        raise InputError('%s: the URL cannot be parsed (check the brackets of the host)' % option)
     scheme = parts.scheme.lower()
     if not (scheme.startswith('mysql') or scheme.startswith('mariadb')):
         raise InputError('%s: only MySQL/MariaDB databases are supported, the URL scheme is %r'
@@ -166,6 +180,11 @@ def parse_database_option(option, value):
     unknown = sorted(set(value) - set(DATABASE_OPTION_KEYS))
     if unknown:
         raise InputError('%s: unknown keys %s (allowed: %s)' % (option, ', '.join(unknown), ', '.join(DATABASE_OPTION_KEYS)))
+    for key, item in value.items():
+        if item is not None and not isinstance(item, str):
+            raise InputError('%s: %s must be a string, got %s' % (option, key, type(item).__name__))
+        if isinstance(item, str) and '\x00' in item:
+            raise InputError('%s: %s contains a NUL byte' % (option, key))
     if bool(value.get('url')) == bool(value.get('config_file')):
         raise InputError('%s: give exactly one of url or config_file' % option)
     tls = {}
@@ -236,6 +255,10 @@ class Session(object):
         except pymysql.err.MySQLError as error:
             self.connection = None
             raise DatabaseError(describe_error(target, error))
+        except (ValueError, UnicodeError):
+            # e.g. a host name that cannot be encoded for DNS (a label over 63 characters)
+            self.connection = None
+            raise DatabaseError('%s: cannot connect to %s: the host name is not valid' % (target.option, target.display()))
         return self
 
     def query(self, sql, params=None):

@@ -31,25 +31,27 @@ def require_schema(schema, purpose):
     schema.require('resource_classes', ('id', 'name'), purpose=purpose)
 
 
+PROVIDER_SELECT = ('SELECT id, uuid, name, generation, root_provider_id, parent_provider_id, updated_at '
+                   'FROM resource_providers WHERE %s IN (%s)')
+
+
+def _providers_by(session, column, values):
+    """{value of ``column``: provider row} of the providers whose ``column`` is one of ``values``."""
+    found = {}
+    for chunk in chunks(sorted(set(value for value in values if value))):
+        for row in session.query(PROVIDER_SELECT % (column, placeholders(len(chunk))), chunk):
+            found[row[column]] = row
+    return found
+
+
 def providers_by_uuid(session, uuids):
     """{uuid: provider row} of the given provider uuids that exist."""
-    found = {}
-    for chunk in chunks(sorted(set(uuid for uuid in uuids if uuid))):
-        rows = session.query('SELECT id, uuid, name, generation, root_provider_id, parent_provider_id, updated_at '
-                             'FROM resource_providers WHERE uuid IN (%s)' % placeholders(len(chunk)), chunk)
-        for row in rows:
-            found[row['uuid']] = row
-    return found
+    return _providers_by(session, 'uuid', uuids)
 
 
 def providers_by_id(session, ids):
-    found = {}
-    for chunk in chunks(sorted(set(ids))):
-        rows = session.query('SELECT id, uuid, name, generation, root_provider_id, parent_provider_id, updated_at '
-                             'FROM resource_providers WHERE id IN (%s)' % placeholders(len(chunk)), chunk)
-        for row in rows:
-            found[row['id']] = row
-    return found
+    """{id: provider row} of the given provider ids that exist."""
+    return _providers_by(session, 'id', ids)
 
 
 def allocations_of(session, consumer_uuids):

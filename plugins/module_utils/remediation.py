@@ -43,8 +43,12 @@ class ApiUnsuitable(Exception):
     """The API cannot express this change here (``method: auto`` may fall back to the database)."""
 
 
-def common_argument_spec():
-    """Options every module in the collection accepts (see the doc fragments)."""
+def connection_argument_spec():
+    """How a module reaches the cloud: the databases, the API, and how long it waits for locks.
+
+    The read-only modules take these alone; the remediation modules add the
+    options of ``common_argument_spec``.
+    """
     return dict(
         cinder_db=db.database_option_spec(),
         nova_db=db.database_option_spec(),
@@ -52,10 +56,17 @@ def common_argument_spec():
         placement_db=db.database_option_spec(),
         cloud=dict(type='raw'),
         method=dict(type='str', default='auto', choices=['auto', 'api', 'db']),
+        lock_timeout=dict(type='int', default=30),
+    )
+
+
+def common_argument_spec():
+    """Options every remediation module accepts (see the doc fragments)."""
+    return dict(
+        connection_argument_spec(),
         force=dict(type='bool', default=False),
         force_reason=dict(type='str'),
         journal_dir=dict(type='path'),
-        lock_timeout=dict(type='int', default=30),
     )
 
 
@@ -154,10 +165,10 @@ class RemediationModule(object):
             target = db.parse_database_option(option, self.params.get(option))
             if target is None:
                 continue
-            if target.password:
-                # Mask it wherever it could surface: results, invocation, warnings.
-                self.module.no_log_values.add(target.password)
+            # Mask it wherever it could surface (results, invocation, warnings), also as written in the URL.
+            self.module.no_log_values.update(db.secret_forms(target.password))
             self.targets[option] = target
+        self.module.no_log_values.update(api.secret_values(self.params.get('cloud')))
 
     def validate(self):
         """Module-specific input checks; raise InputError. Runs before any connection."""
@@ -191,8 +202,7 @@ class RemediationModule(object):
             for row in api.query('SELECT uuid, name, database_connection FROM cell_mappings ORDER BY id'):
                 url = db.format_cell_url(row['database_connection'] or '', api_target)
                 target = db.parse_url('nova_api_db cell %s' % (row['name'] or row['uuid']), url, ssl=api_target.ssl)
-                if target.password:
-                    self.module.no_log_values.add(target.password)
+                self.module.no_log_values.update(db.secret_forms(target.password))
                 option = 'nova:%s' % (row['name'] or row['uuid'])
                 self.targets[option] = target
                 cells.append(NovaCell(option, row['uuid'], self.session(option)))
@@ -300,6 +310,13 @@ class RemediationModule(object):
                 journal.write(status, error=error.msg)
                 error.details.setdefault('journal', journal.path)
                 error.details.setdefault('journal_status', status)
+                if committed:
+                    # The database's own message says "rolled back"; that holds only for the others.
+                    pending = [option for option in written_options if option not in committed]
+                    error.msg = ('%s. PARTLY APPLIED: %s committed before the failure, %s did not; run '
+                                 'stackmender.openstack.journal_undo with journal %s to revert the committed part, '
+                                 'or re-run this task to finish'
+                                 % (error.msg, ', '.join(committed), ', '.join(pending), journal.path))
             raise
         journal.write(COMMITTED)
         result['journal'] = journal.path

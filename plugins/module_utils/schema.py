@@ -58,8 +58,9 @@ class Schema(object):
         """Fail with a clear message unless ``table`` has every one of ``columns``."""
         why = ' (needed to %s)' % purpose if purpose else ''
         if table not in self.columns:
-            raise SchemaError('the %s database %s has no table %s%s: is this really a %s database?'
-                              % (self.service, self.database, table, why, self.service))
+            raise SchemaError('the %s database %s has no table %s%s, or the account has no privilege on it that '
+                              'shows its columns (SELECT): is this really a %s database, with the grants of '
+                              'docs/privileges.md?' % (self.service, self.database, table, why, self.service))
         missing = [column for column in columns if column not in self.columns[table]]
         if missing:
             notes = []

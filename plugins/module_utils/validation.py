@@ -34,12 +34,28 @@ def uuid_list(values, option):
         values = [values]
     if not values:
         raise InputError('%s: the list is empty' % option)
-    seen = []
+    ordered, seen = [], set()
     for value in values:
         uuid = canonical_uuid(value, option)
         if uuid not in seen:
-            seen.append(uuid)
-    return seen
+            seen.add(uuid)
+            ordered.append(uuid)
+    return ordered
+
+
+def host_name(value, option, empty_message=None):
+    """A host or node name as Nova and Cinder store it: 1 to 255 characters, none of them whitespace or control.
+
+    Names are compared exactly, so anything else is accepted as given.
+    """
+    if not value:
+        raise InputError(empty_message or '%s: give a host name' % option)
+    if len(value) > 255:
+        raise InputError('%s: %r... is %d characters; host names have at most 255' % (option, value[:40], len(value)))
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in value):
+        raise InputError('%s: %r contains whitespace or control characters; host names are matched exactly'
+                         % (option, value))
+    return value
 
 
 def chunks(items, size=1000):

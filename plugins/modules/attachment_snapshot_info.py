@@ -375,6 +375,7 @@ class AttachmentSnapshot(object):
             supports_check_mode=True,
         )
         self.params = self.module.params
+        self.module.no_log_values.update(api.secret_values(self.params.get('cloud')))
         self.conn = None
 
     def run(self):

@@ -235,7 +235,12 @@ from ansible_collections.stackmender.openstack.plugins.module_utils import cinde
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now, quote_identifier
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
+    chunks,
+    host_name,
+    placeholders,
+    uuid_list,
+)
 
 CINDER = 'cinder_db'
 API_IMPOSSIBLE = ('method=api cannot rehost volumes: Cinder has no API that changes the host of a volume without '
@@ -277,10 +282,7 @@ class CinderServiceRehost(RemediationModule):
 
     @staticmethod
     def _check_host(option, value):
-        if not value or len(value) > 255:
-            raise _host_error(option, value, 'must be 1 to 255 characters')
-        if any(char.isspace() or ord(char) < 32 for char in value):
-            raise _host_error(option, value, 'contains whitespace or control characters; hosts are matched exactly')
+        host_name(value, option)
         if value.count('@') > 1 or value.count('#') > 1:
             raise _host_error(option, value, 'is not host, host@backend or host@backend#pool')
         if '@' in value and '#' in value and value.index('#') < value.index('@'):

@@ -267,6 +267,15 @@ filters:
   description: The filters applied (C(classes), C(projects), C(hosts)); V(null) for those not set.
   returned: success
   type: dict
+inventory:
+  description:
+    - Counts of the live rows the classes were judged against, per database given
+      (C(volumes), C(volume_attachments), C(cells), C(instances), C(volume_bdms), C(resource_providers)).
+    - An empty or sharply smaller count than the last run means a wrong or broken source;
+      M(stackmender.openstack.remediation_gate) aborts on it.
+  returned: success
+  type: dict
+  sample: {volumes: 1204, volume_attachments: 611, cells: 2, instances: 873, volume_bdms: 640, resource_providers: 12}
 audited_at:
   description: The database server's UTC time when the audit read it.
   returned: success
@@ -298,20 +307,16 @@ notes:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import audit as auditing
+from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils import remediation
 from ansible_collections.stackmender.openstack.plugins.module_utils import report
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError, StackmenderError
 
 
 def argument_spec():
     return dict(
-        cinder_db=db.database_option_spec(),
-        nova_db=db.database_option_spec(),
-        nova_api_db=db.database_option_spec(),
-        placement_db=db.database_option_spec(),
-        cloud=dict(type='raw'),
-        method=dict(type='str', default='auto', choices=['auto', 'api', 'db']),
-        lock_timeout=dict(type='int', default=30),
+        remediation.connection_argument_spec(),
         classes=dict(type='list', elements='str', choices=auditing.CLASS_NAMES),
         projects=dict(type='list', elements='str'),
         hosts=dict(type='list', elements='str'),
@@ -332,15 +337,16 @@ def run(module):
     for option in (auditing.CINDER, auditing.NOVA_DB, auditing.NOVA_API, auditing.PLACEMENT):
         target = db.parse_database_option(option, params.get(option))
         if target is not None:
-            if target.password:
-                module.no_log_values.add(target.password)
+            module.no_log_values.update(db.secret_forms(target.password))
             targets[option] = target
     if not targets:
         raise InputError('give at least one of cinder_db, nova_db, nova_api_db and placement_db')
     options = auditing.AuditOptions(classes=params['classes'], projects=params['projects'], hosts=params['hosts'],
                                     min_age=params['min_age'], stuck_after=params['stuck_after'],
                                     service_down_time=params['service_down_time'])
-    audit = auditing.Audit(targets, options, register_secret=module.no_log_values.add,
+    module.no_log_values.update(api.secret_values(params.get('cloud')))
+    audit = auditing.Audit(targets, options,
+                           register_secret=lambda password: module.no_log_values.update(db.secret_forms(password)),
                            lock_timeout=params['lock_timeout'])
     try:
         result = audit.run()

@@ -120,10 +120,77 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.plan import 
     DELETE,
     INSERT,
     UPDATE,
+    normalize,
     normalize_row,
     quote_identifier,
+    sql_value,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
+
+
+# Keys per SELECT when reading the journaled rows back.
+READ_CHUNK = 500
+
+
+def _comparable(value):
+    """A key as MariaDB compares it: string keys are case-insensitive there."""
+    value = normalize(value)
+    return value.lower() if isinstance(value, str) else value
+
+
+def row_identity(option, table, key_column, key_value):
+    return (option, table, key_column, _comparable(key_value))
+
+
+def read_live_rows(sessions, entries):
+    """The current row of every journaled key, a few hundred keys per SELECT.
+
+    Returns {row_identity: normalized row}; a key with no row is absent.
+    """
+    wanted = {}
+    for entry in entries:
+        key_column, key_value = list(entry['key'].items())[0]
+        keys = wanted.setdefault((entry['database'], entry['table'], key_column), {})
+        keys.setdefault(_comparable(key_value), sql_value(key_value))
+    live = {}
+    for (option, table, key_column), keys in wanted.items():
+        values = list(keys.values())
+        for chunk in chunks(values, READ_CHUNK):
+            rows = sessions[option].query('SELECT * FROM %s WHERE %s IN (%s)' % (
+                quote_identifier(table), quote_identifier(key_column), placeholders(len(chunk))), chunk)
+            for row in rows:
+                live[row_identity(option, table, key_column, row[key_column])] = normalize_row(row)
+    return live
+
+
+def statement_runs(changes):
+    """Undo changes reordered so that equal statement shapes are adjacent, where order is free.
+
+    The journal is replayed backwards, and that order is kept between tables
+    and between kinds of change. Inside a run of changes to one table with one
+    action and distinct rows, the order carries no meaning, so changes of equal
+    shape (the same restored values) are brought together and become one
+    set-based statement instead of one statement per row.
+    """
+    ordered, run = [], []
+
+    def flush():
+        rows = set(repr(change.key_value) for change in run)
+        if len(rows) == len(run):
+            shapes = {}
+            for change in run:
+                shapes.setdefault(change.signature(), len(shapes))
+            run.sort(key=lambda change: shapes[change.signature()])
+        ordered.extend(run)
+        del run[:]
+
+    for change in changes:
+        if run and (run[0].database, run[0].table, run[0].action) != (change.database, change.table, change.action):
+            flush()
+        run.append(change)
+    flush()
+    return ordered
 
 
 class JournalUndo(RemediationModule):
@@ -170,19 +237,21 @@ class JournalUndo(RemediationModule):
             plan.warn('the journal is %s: its run may not have committed; only rows that hold what it wrote are '
                       'reverted' % self.document['status'])
         sessions = {}
-        for entry in reversed(self.document['entries']):
+        entries = list(reversed(self.document['entries']))
+        for entry in entries:
             option = entry['database']
             if option not in sessions:
                 sessions[option] = self._check_database(plan, option)
-            self._plan_entry(plan, sessions[option], entry)
+        live = read_live_rows(sessions, entries)
+        for entry in entries:
+            self._plan_entry(plan, live, entry)
+        plan.changes = statement_runs(plan.changes)
         return plan
 
-    def _plan_entry(self, plan, session, entry):
+    def _plan_entry(self, plan, live_rows, entry):
         table, key = entry['table'], entry['key']
         key_column, key_value = list(key.items())[0]
-        rows = session.query('SELECT * FROM %s WHERE %s = %%s' % (quote_identifier(table), quote_identifier(key_column)),
-                             (key_value,))
-        live = normalize_row(rows[0]) if rows else None
+        live = live_rows.get(row_identity(entry['database'], table, key_column, key_value))
         label = '%s/%s' % (table, key_value)
         if entry['action'] == UPDATE:
             if live is None:

@@ -289,7 +289,12 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.remediation 
     Plan,
     RemediationModule,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
+    chunks,
+    host_name,
+    placeholders,
+    uuid_list,
+)
 
 PLACEMENT = 'placement_db'
 CINDER = 'cinder_db'
@@ -324,13 +329,13 @@ class NovaInstanceHost(RemediationModule):
         self.instance_ids = uuid_list(self.params['instance'], 'instance')
         self.from_host = None
         if self.params['from_host'] is not None:
-            self.from_host = self.params['from_host'].strip()
-            if not self.from_host:
-                raise InputError('from_host: give the name of the compute host to empty')
-        self.target_host = (self.params['host'] or '').strip()
-        if not self.target_host:
-            raise InputError('host: give the name of the target compute host')
+            self.from_host = host_name(self.params['from_host'].strip(), 'from_host',
+                                       'from_host: give the name of the compute host to empty')
+        self.target_host = host_name((self.params['host'] or '').strip(), 'host',
+                                     'host: give the name of the target compute host')
         self.target_node = (self.params['node'] or '').strip() or None
+        if self.target_node:
+            host_name(self.target_node, 'node')
         if self.from_host and self.from_host == self.target_host:
             raise InputError('from_host and host are both %r: the target must be another host' % self.target_host)
         for option in ('service_down_time', 'wait_timeout'):
@@ -686,11 +691,13 @@ class NovaInstanceHost(RemediationModule):
     def _guard_host_bound(self, cell, rows, extras, plan):
         uuids = [row['uuid'] for row in rows]
         evidence = []
-        if self.schema(cell.name, 'nova').has('pci_devices', 'instance_uuid'):
-            for device in self._by_instance(cell, 'SELECT id, compute_node_id, address, dev_type, status, instance_uuid '
-                                                  'FROM pci_devices WHERE instance_uuid IN ({uuids}) AND deleted = 0 '
-                                                  'ORDER BY id', uuids):
-                evidence.append(dict(device, kind='pci_device', cell=cell.name))
+        # Required, not probed: an account without SELECT on it would otherwise skip this guard silently.
+        self.schema(cell.name, 'nova').require('pci_devices', ('instance_uuid', 'deleted'),
+                                               purpose='refuse instances bound to their host by PCI devices')
+        for device in self._by_instance(cell, 'SELECT id, compute_node_id, address, dev_type, status, instance_uuid '
+                                              'FROM pci_devices WHERE instance_uuid IN ({uuids}) AND deleted = 0 '
+                                              'ORDER BY id', uuids):
+            evidence.append(dict(device, kind='pci_device', cell=cell.name))
         for extra in extras:
             if extra['numa_topology'] is not None:
                 evidence.append(dict(kind='numa_topology', instance_uuid=extra['instance_uuid'], cell=cell.name,

@@ -28,13 +28,19 @@ AWX = os.path.join(REPO_ROOT, 'awx')
 RUNBOOKS = {
     'power_loss_recovery': 'playbooks/power_loss_recovery.yml',
     'journal_undo': 'playbooks/journal_undo.yml',
+    'cinder_multibackend_migration': 'playbooks/cinder_multibackend_migration.yml',
+    'compute_node_evacuation': 'playbooks/compute_node_evacuation.yml',
+    'audit_run': 'playbooks/audit_run.yml',
+    'image_cache_guard': 'playbooks/image_cache_guard.yml',
+    'nova_libvirt_ids': 'playbooks/nova_libvirt_ids.yml',
 }
 SURVEY_TYPES = {'text', 'textarea', 'password', 'integer', 'float', 'multiplechoice', 'multiselect'}
 # Values for the placeholders configure.yml defines.
 AWX_NAMES = dict(stackmender_awx_organization='Default', stackmender_awx_project='stackmender-openstack',
                  stackmender_awx_inventory='stackmender-controller', stackmender_awx_openstack_credential='openstack-admin',
+                 stackmender_awx_compute_inventory='stackmender-computes', stackmender_awx_machine_credential='compute-ssh',
                  stackmender_awx_database_credential='stackmender-databases', stackmender_awx_ee_image='ee:test',
-                 stackmender_awx_state_dir='/var/lib/stackmender/power-loss')
+                 stackmender_awx_state_dir='/var/lib/stackmender')
 
 
 def controller_objects(name):
@@ -74,11 +80,13 @@ def test_each_runbook_has_a_check_and_an_apply_template_with_the_same_survey():
             assert check.get(key) == apply.get(key), '%s differs between the pair of %s' % (key, runbook)
 
 
-def test_surveys_ask_only_for_variables_the_role_declares():
-    with open(os.path.join(REPO_ROOT, 'roles', 'power_loss_recovery', 'meta', 'argument_specs.yml')) as handle:
+@pytest.mark.parametrize('runbook', sorted(name for name in RUNBOOKS if name != 'journal_undo'))
+def test_surveys_ask_only_for_variables_the_role_declares(runbook):
+    with open(os.path.join(REPO_ROOT, 'roles', runbook, 'meta', 'argument_specs.yml')) as handle:
         options = yaml.safe_load(handle)['argument_specs']['main']['options']
-    entry = template('stackmender power-loss recovery (apply)')
-    variables = set(entry['extra_vars'])
+    entry, = [e for e in templates() if e['playbook'] == RUNBOOKS[runbook] and e['job_type'] == 'run'
+              and e.get('survey_enabled')]
+    variables = set(entry.get('extra_vars') or {})
     for question in entry['survey_spec']['spec']:
         assert question['type'] in SURVEY_TYPES
         assert question['variable'] in options, question['variable']
@@ -89,6 +97,9 @@ def test_surveys_ask_only_for_variables_the_role_declares():
             if choices:
                 assert set(question['choices']) == set(choices)
     assert set(variables) <= set(options)
+
+
+def test_power_loss_baseline_is_scheduled():
     baseline = template('stackmender power-loss baseline snapshot')
     assert baseline['extra_vars']['power_loss_recovery_snapshot_only'] is True
     schedule, = controller_objects('schedules.yml')['controller_schedules']

@@ -8,16 +8,19 @@ them through the new service.
 """
 
 import time
-import uuid
 
 import pytest
 
 from tests.drills.conftest import WAIT, attach, new_server, wait_status
+from tests.drills.multibackend import (LAB_SERVICE_DOWN_TIME, backend_volume_type, create_volumes,
+                                       multibackend_name, rename_volume_service, wait_old_service_down)
+from tests.drills import multibackend
 from tests.integration.helpers import assert_clean_failure
 
+# The fixture lives with the breaking steps; named here so that pytest finds it.
+lab_layout_restored = multibackend.lab_layout_restored
+
 MODULE = 'cinder_service_rehost'
-# The lab counts a service as down 30 s after its last report (Cinder's default is 60 s).
-LAB_SERVICE_DOWN_TIME = 30
 STUCK_FOR = 15
 
 pytestmark = [
@@ -27,42 +30,15 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def lab_layout_restored(lab_client):
-    """The drill renames a cinder-volume of the lab; `lab reset` puts the initial layout back."""
-    yield
-    lab_client.run('reset')
-
-
-def service_state(admin, host):
-    states = [service.state for service in admin.block_storage.services(binary='cinder-volume', host=host)
-              if service.host == host]
-    return states[0] if states else None
-
-
-def wait_until(what, predicate, wait=WAIT, interval=1):
-    deadline = time.time() + wait
-    while not predicate():
-        assert time.time() < deadline, 'timed out waiting for %s' % what
-        time.sleep(interval)
-
-
 def test_volumes_of_a_renamed_cinder_volume_are_rehosted_and_deleted(
         ansible, lab, lab_client, lab_layout_restored, admin, member, lab_db, sql, journal_dir, cleanup):
     old_service = lab['layout']['volume_hosts'][0]
-    host, backend = old_service.split('@')
-    new_service = '%s@multi%s' % (host, uuid.uuid4().hex[:4])
-    to_host = '%s#%s' % (new_service, new_service.split('@')[1])
+    backend = old_service.split('@')[1]
+    new_service, to_host = multibackend_name(old_service)
 
     # Two volumes on that backend: one to delete, one attached to a server.
-    volume_type = admin.block_storage.create_type(name='rehost-%s' % uuid.uuid4().hex[:6],
-                                                  extra_specs={'volume_backend_name': backend})
-    volumes = []
-    for name in ('rehost-delete', 'rehost-attached'):
-        volume = member.block_storage.create_volume(name=name, size=1, volume_type=volume_type.name)
-        cleanup['volumes'].append(volume.id)
-        volumes.append(wait_status(admin, volume.id, 'available'))
-    doomed, attached = volumes
+    volume_type = backend_volume_type(admin, backend, prefix='rehost')
+    doomed, attached = create_volumes(member, admin, volume_type, ('rehost-delete', 'rehost-attached'), cleanup)
     server = new_server(member, 'rehost', cleanup)
     attach(member, admin, server, attached)
     old_host = admin.block_storage.get_volume(doomed.id).host
@@ -71,17 +47,14 @@ def test_volumes_of_a_renamed_cinder_volume_are_rehosted_and_deleted(
                        attached.id)[0]['attached_host']
 
     # The incident: the service comes back under its multi-backend name; the volumes do not follow.
-    lab_client.run('rehost-volume-service', old_service, new_service)
-    stopped_at = time.time()
-    assert service_state(admin, new_service) == 'up'
+    stopped_at = rename_volume_service(lab_client, admin, old_service, new_service)
     assert admin.block_storage.get_volume(doomed.id).host == old_host
 
     # A delete is accepted, sent to the old service's queue, and never finishes.
     member.block_storage.delete_volume(doomed)
     time.sleep(STUCK_FOR)
     assert admin.block_storage.get_volume(doomed.id).status == 'deleting'
-    wait_until('the old service to be reported down', lambda: service_state(admin, old_service) == 'down',
-               wait=max(5, LAB_SERVICE_DOWN_TIME + 30 - (time.time() - stopped_at)))
+    wait_old_service_down(admin, old_service, stopped_at)
     assert admin.block_storage.get_volume(doomed.id).status == 'deleting'
 
     args = dict(from_host=old_service, to_host=to_host, cinder_db=lab_db['cinder'],

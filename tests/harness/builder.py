@@ -30,7 +30,8 @@ import datetime
 import json
 import uuid as uuidlib
 
-from pymysql.constants import CLIENT
+from tests.harness.dbset import run_batch
+
 
 NOVA_CELLS = {"cell1": "nova", "cell0": "nova_cell0"}
 NOVA_TOPICS = {"nova-compute": "compute", "nova-conductor": "conductor", "nova-scheduler": "scheduler"}
@@ -423,14 +424,7 @@ class CloudBuilder:
         database = f"{self.db.prefix}_{logical}"
         statements = ["SET SESSION foreign_key_checks = 0", f"CREATE DATABASE `{database}`", f"USE `{database}`"]
         statements.extend(self.schema.create_statement("nova", table) for table in self.schema.tables("nova"))
-        conn = self.db.server.admin_connect(client_flag=CLIENT.MULTI_STATEMENTS)
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(";\n".join(statements))
-                while cursor.nextset():
-                    pass
-        finally:
-            conn.close()
+        run_batch(self.db.server, statements)
         self.db.names[logical] = database  # so dbs.url/query reach it and dbs.drop() drops it
         self._columns = None
         self.extra_cells = dict(getattr(self, "extra_cells", {}), **{name: logical})

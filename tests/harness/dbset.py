@@ -128,7 +128,7 @@ class DatabaseSet:
 # Building a set
 
 
-def _run_batch(server, statements):
+def run_batch(server, statements):
     """Run ``statements`` as one multi-statement batch: one round trip; reading
     every result surfaces an error in any statement."""
     conn = server.admin_connect(client_flag=CLIENT.MULTI_STATEMENTS)
@@ -164,7 +164,7 @@ def build_database_set(server, snapshot, connections=DDL_CONNECTIONS):
     set_ = DatabaseSet(server, snapshot, SET_PREFIX + secrets.token_hex(4))
     # A clash of random names is practically impossible, but CREATE DATABASE
     # without IF NOT EXISTS makes it an error, never a reuse.
-    _run_batch(server, [f"CREATE DATABASE `{name}`" for name in set_.names.values()])
+    run_batch(server, [f"CREATE DATABASE `{name}`" for name in set_.names.values()])
     try:
         # Each chunk switches database with USE, so the unqualified FOREIGN
         # KEY ... REFERENCES in the DDL resolve inside the right database.
@@ -183,7 +183,7 @@ def build_database_set(server, snapshot, connections=DDL_CONNECTIONS):
 
         def run(chunk):
             try:
-                _run_batch(server, chunk)
+                run_batch(server, chunk)
             except Exception as error:  # re-raised in the calling thread
                 errors.append(error)
 
@@ -203,7 +203,7 @@ def build_database_set(server, snapshot, connections=DDL_CONNECTIONS):
                     columns = ", ".join(f"`{column}`" for column in row)
                     values = ", ".join(escape(value, "utf8mb4") for value in row.values())
                     seeds.append(f"INSERT INTO `{set_.names[logical]}`.`{table}` ({columns}) VALUES ({values})")
-        _run_batch(server, seeds)
+        run_batch(server, seeds)
     except Exception as error:
         _drop_databases(server, list(set_.names.values()))
         raise RuntimeError(f"creating database set {set_.prefix} from the {snapshot.release} snapshot failed: "

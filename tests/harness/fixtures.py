@@ -46,7 +46,10 @@ def pytest_generate_tests(metafunc):
     # Session-scoped parametrization: pytest groups the tests by release, so
     # each release's snapshot and database pool are set up once.
     if "release" in metafunc.fixturenames:
-        metafunc.parametrize("release", selected_releases(), indirect=True, scope="session")
+        releases = selected_releases()
+        if metafunc.definition.get_closest_marker("newest_release"):
+            releases = releases[:1]
+        metafunc.parametrize("release", releases, indirect=True, scope="session")
 
 
 def pytest_report_header(config):

@@ -210,9 +210,10 @@ def _remove_stale_workdirs():
             pass  # alive, another user's
 
 
-def start_private_server():
+def start_private_server(extra_args=()):
     """Initialise a datadir in a temporary directory and start mariadbd on
-    a free port of 127.0.0.1. Returns the handle once it accepts logins."""
+    a free port of 127.0.0.1. Returns the handle once it accepts logins.
+    ``extra_args`` go to mariadbd (e.g. the wsrep options of a Galera node)."""
     mariadbd = _find_binary("mariadbd")
     install_db = _find_binary("mariadb-install-db")
     if not mariadbd or not install_db:
@@ -248,7 +249,7 @@ def start_private_server():
              f"--pid-file={os.path.join(workdir, 'mariadb.pid')}",
              f"--log-error={error_log}",
              f"--port={port}", "--bind-address=127.0.0.1", "--skip-log-bin",
-             "--innodb-buffer-pool-size=128M", *user_args],
+             "--innodb-buffer-pool-size=128M", *user_args, *extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             # Its own session: a Ctrl-C in the terminal reaches pytest, which
             # then stops the server cleanly through stop().

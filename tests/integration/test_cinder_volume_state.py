@@ -7,6 +7,7 @@ journal (rows equal the originals).
 
 import json
 import os
+import uuid
 
 from tests.integration.helpers import (
     CINDER_TABLES,
@@ -209,7 +210,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal
 
 def test_wrong_password_and_secrets_never_shown(ansible, dbs, cloud, journal_dir, mariadb_server):
     password = 'Sm-S3cret-pw-77'
-    user = 'sm_%s' % dbs.name('cinder')[-8:]
+    user = 'sm_%s' % uuid.uuid4().hex[:12]  # unique: runs may share the server
     admin = mariadb_server.admin_connect()
     try:
         with admin.cursor() as cursor:

@@ -11,6 +11,7 @@ fed straight into the named module makes the finding go away.
 
 import json
 import os
+import uuid
 
 from tests.harness.builder import new_uuid
 from tests.integration.helpers import assert_clean_failure, db_args, snapshot
@@ -346,6 +347,15 @@ def test_every_class_is_found_exactly_and_nothing_else(ansible, dbs, cloud):
     assert finding('instance_on_unavailable_host', 'nova:cell1/instance/' + ids.i_fenced)['resources'][
         'service_state'] == 'forced_down'
     assert finding('migration_unfinished', 'nova:cell1/migration/%s' % ids.m_resize)['severity'] == 'info'
+    assert finding('migration_unfinished', 'nova:cell1/migration/%s' % ids.m_resize)['repair'] is None
+    live = finding('migration_unfinished', 'nova:cell1/migration/%s' % ids.m_live)['repair']
+    assert live['module'] == 'stackmender.openstack.nova_task_state' and live['args']['action'] == 'abort'
+    assert live['args']['instance'] == [ids.i_mig] and len(live['args']['migration']) == 1
+    assert finding('instance_task_stuck', 'nova:cell1/instance/' + ids.i_task)['repair'] == {
+        'module': 'stackmender.openstack.nova_task_state', 'args': {'instance': [ids.i_task]}}
+    for name, uuid in (('info_cache_binding_failed', ids.i_bf), ('info_cache_migrating_to', ids.i_mt)):
+        assert finding(name, 'nova:cell1/instance/' + uuid)['repair'] == {
+            'module': 'stackmender.openstack.nova_network_info_cache', 'args': {'instance': [uuid]}}
     caches = dict((uuid, finding('info_cache_empty', 'nova:cell1/instance/' + uuid)) for uuid in (
         ids.i_null, ids.i_emptylist, ids.i_nocache))
     assert [(caches[uuid]['resources']['cache'], caches[uuid]['severity']) for uuid in (
@@ -539,7 +549,7 @@ def test_select_only_user_and_no_secret_in_output(ansible, dbs, cloud, mariadb_s
     """A user with SELECT only is enough (nothing is written), and its password is never shown."""
     ids = build_cloud(cloud, dbs)
     password = 'Ci-S3cret-pw-91'
-    user = 'ci_%s' % dbs.name('cinder')[-8:]
+    user = 'ci_%s' % uuid.uuid4().hex[:12]  # unique: runs may share the server
     admin = mariadb_server.admin_connect()
     try:
         with admin.cursor() as cursor:

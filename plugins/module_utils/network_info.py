@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Nova's network info cache (``instance_info_caches.network_info``), as plain data.
+
+The cache is a JSON list of VIFs, each the model ``nova.network.model.VIF``
+serialises: ``id`` (the Neutron port), ``address``, ``network`` (with its
+subnets and addresses), ``type`` (the port's ``binding:vif_type``),
+``details`` (``binding:vif_details``), ``profile`` (``binding:profile``),
+``vnic_type``, ``active`` and a few more. Nova rebuilds it from Neutron; when
+a move fails half-way it can keep a VIF whose binding failed, whose profile
+still says ``migrating_to`` another host, or that has no network at all. The
+last one breaks the API: listing servers reads ``vif['network']['label']``
+for every VIF, and a VIF without a network answers 500.
+
+Nothing here reads or writes a database; the functions take and return
+plain dicts, so the module and its tests share them.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import copy
+import json
+
+# binding:vif_type values that are no binding at all (nova.network.model).
+FAILED_VIF_TYPES = ('binding_failed', 'unbound')
+MIGRATING_TO = 'migrating_to'
+VIF_DETAILS_BRIDGE_NAME = 'bridge_name'
+OVS_LIKE_VIF_TYPES = ('ovs', 'agilio_ovs')
+
+# Defects, in the order they are reported.
+DEFECT_BINDING_FAILED = 'binding_failed'
+DEFECT_UNBOUND = 'unbound'
+DEFECT_MIGRATING_TO = 'migrating_to'
+DEFECT_NO_NETWORK = 'no_network'
+
+
+class CacheUnreadable(ValueError):
+    """The cache is not a JSON list of VIF objects; nothing can be repaired in it safely."""
+
+
+def parse_cache(text):
+    """The VIFs of a cache, or CacheUnreadable."""
+    if text is None:
+        raise CacheUnreadable('the cache is NULL')
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise CacheUnreadable('the cache is not JSON (%s)' % error)
+    if not isinstance(value, list):
+        raise CacheUnreadable('the cache is JSON but not a list of VIFs')
+    for position, vif in enumerate(value):
+        if not isinstance(vif, dict) or not vif.get('id'):
+            raise CacheUnreadable('entry %d of the cache is not a VIF with a port id' % position)
+    return value
+
+
+def dump_cache(vifs):
+    """The cache text, serialised as Nova's jsonutils.dumps does (json.dumps defaults)."""
+    return json.dumps(vifs)
+
+
+def vif_defects(vif):
+    """What is wrong with one cached VIF, as a list of DEFECT_* names (empty when nothing is)."""
+    defects = []
+    if vif.get('type') == 'binding_failed':
+        defects.append(DEFECT_BINDING_FAILED)
+    elif vif.get('type') == 'unbound':
+        defects.append(DEFECT_UNBOUND)
+    profile = vif.get('profile')
+    if isinstance(profile, dict) and MIGRATING_TO in profile:
+        defects.append(DEFECT_MIGRATING_TO)
+    network = vif.get('network')
+    if not isinstance(network, dict) or not network:
+        defects.append(DEFECT_NO_NETWORK)
+    return defects
+
+
+def summary(vif):
+    """The binding fields of a VIF shown in results (no addresses)."""
+    profile = vif.get('profile')
+    network = vif.get('network')
+    return dict(port=vif.get('id'), type=vif.get('type'), vnic_type=vif.get('vnic_type'), active=vif.get('active'),
+                profile=profile, details=vif.get('details'),
+                network=network.get('id') if isinstance(network, dict) else None)
+
+
+def binding_from_port(port):
+    """The binding a Neutron port reports, in the cache's terms (as nova's _build_vif_model reads it)."""
+    profile = port.get('binding:profile') or {}
+    if not isinstance(profile, dict):
+        try:
+            profile = json.loads(profile)
+        except (TypeError, ValueError):
+            profile = {}
+    return dict(host=port.get('binding:host_id') or None,
+                vif_type=port.get('binding:vif_type'),
+                vif_details=port.get('binding:vif_details') or {},
+                profile=profile,
+                vnic_type=port.get('binding:vnic_type') or 'normal',
+                active=port.get('admin_state_up') is False or port.get('status') == 'ACTIVE')
+
+
+def without_migrating_to(profile):
+    profile = dict(profile or {})
+    profile.pop(MIGRATING_TO, None)
+    return profile
+
+
+def repaired_vif(vif, binding, network=None):
+    """A copy of ``vif`` carrying ``binding``; ``network`` replaces a missing network.
+
+    Keys keep their order, so the cache text changes only where the binding does.
+    """
+    fixed = copy.deepcopy(vif)
+    fixed['type'] = binding['vif_type']
+    fixed['details'] = copy.deepcopy(binding['vif_details'])
+    fixed['profile'] = copy.deepcopy(binding['profile'])
+    fixed['vnic_type'] = binding['vnic_type']
+    fixed['active'] = bool(binding['active'])
+    if binding['vif_type'] in OVS_LIKE_VIF_TYPES:
+        fixed['ovs_interfaceid'] = vif.get('id')
+    if network is not None:
+        fixed['network'] = network
+    return fixed
+
+
+def _address(address, kind, version):
+    return dict(address=address, type=kind, version=version, meta={})
+
+
+def network_model(port, network, subnets, vif_type, vif_details):
+    """The ``network`` of a VIF as nova builds it from the port, its network and its subnets.
+
+    Floating IPs are left out; Nova adds them at its next refresh of the cache.
+    """
+    network = network or {}
+    fixed_ips = port.get('fixed_ips') or []
+    by_subnet = dict((subnet['id'], subnet) for subnet in subnets if subnet.get('id'))
+    built = []
+    for subnet_id in [entry.get('subnet_id') for entry in fixed_ips]:
+        subnet = by_subnet.get(subnet_id)
+        if subnet is None or any(item['cidr'] == subnet.get('cidr') for item in built):
+            continue
+        version = subnet.get('ip_version') or 4
+        ips = [dict(_address(entry.get('ip_address'), 'fixed', version), floating_ips=[])
+               for entry in fixed_ips if entry.get('subnet_id') == subnet_id]
+        routes = [dict(cidr=route.get('destination'), gateway=_address(route.get('nexthop'), 'gateway', version),
+                       interface=None, meta={}) for route in subnet.get('host_routes') or []]
+        built.append(dict(cidr=subnet.get('cidr'),
+                          dns=[_address(server, 'dns', version) for server in subnet.get('dns_nameservers') or []],
+                          gateway=_address(subnet.get('gateway_ip'), 'gateway', version),
+                          ips=ips, routes=routes, version=version, meta={}))
+    bridge = None
+    if vif_type in OVS_LIKE_VIF_TYPES:
+        bridge = (vif_details or {}).get(VIF_DETAILS_BRIDGE_NAME, 'br-int')
+    physical = network.get('provider:physical_network')
+    return dict(id=port.get('network_id'), bridge=bridge, label=network.get('name'), subnets=built,
+                meta=dict(injected=False, tenant_id=network.get('tenant_id') or network.get('project_id')
+                          or port.get('tenant_id') or port.get('project_id'),
+                          mtu=network.get('mtu'), physical_network=physical,
+                          tunneled=network.get('provider:network_type') in ('vxlan', 'geneve', 'gre')))

@@ -1,0 +1,608 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: stackmender developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: nova_network_info_cache
+short_description: Repair Nova network info caches a failed move left with a failed binding
+version_added: 0.1.0
+description:
+  - Finds and rewrites the VIFs of Nova's network info cache (C(instance_info_caches.network_info)) that a
+    failed live migration or evacuation left behind, for one or many instances, or every instance of a
+    compute host.
+  - A VIF is repaired when its C(type) is C(binding_failed) or C(unbound), when its C(profile) still holds
+    C(migrating_to), or when it has no C(network). The last one makes C(GET /servers/detail) and
+    C(GET /servers/{id}) answer 500, because Nova's API reads the network label of every cached VIF.
+    A VIF whose binding failed makes nova-compute set the instance to C(ERROR) when it starts.
+  - Nova has no API that writes the cache, and its own refresh (the C(network-changed) external event, or
+    the C(_heal_instance_info_cache) periodic task, off by default since 2025.1) needs the instance's
+    C(nova-compute) to run. So both paths write the cache row in the cell database, in one transaction
+    with a journal of before-images that M(stackmender.openstack.journal_undo) can revert.
+  - With O(method=api) (or V(auto) when a cloud is configured) the binding comes from Neutron. The module
+    reads the instance's ports (C(GET /v2.0/ports?device_id=UUID)) and copies each port's
+    C(binding:vif_type), C(binding:vif_details), C(binding:profile) and C(binding:vnic_type) into its VIF.
+    A VIF without a network gets it rebuilt from the port's fixed IPs, network and subnets (floating IPs
+    come back with Nova's next refresh).
+  - With O(method=db) the operator gives the binding (O(vif_type), O(binding_host), and optionally
+    O(vif_details), O(profile), O(vnic_type)), for when Neutron cannot be asked. It is applied to every
+    VIF that needs repair, or to the ports of O(port) only.
+  - The plan is computed first; check mode returns it and writes nothing. VIFs that need no repair are
+    left alone, so a second run reports no change.
+author:
+  - stackmender developers (@stackmender)
+extends_documentation_fragment:
+  - stackmender.openstack.database
+  - stackmender.openstack.safety
+  - stackmender.openstack.attributes
+options:
+  instance:
+    description:
+      - UUID of the instance whose cache to repair, or a list of UUIDs.
+      - Exactly one of O(instance) and O(host) is required.
+    type: list
+    elements: str
+    aliases: [instances]
+    version_added: 0.1.0
+  host:
+    description:
+      - Repair the caches of every live instance whose C(host) is this compute host.
+    type: str
+    version_added: 0.1.0
+  port:
+    description:
+      - Only repair the VIFs of these Neutron port UUIDs. By default every VIF that needs repair is.
+    type: list
+    elements: str
+    aliases: [ports]
+    version_added: 0.1.0
+  vif_type:
+    description:
+      - The port's C(binding:vif_type) as Neutron reports it (for example V(ovs)), confirmed by the operator.
+        It sets the database path. It cannot be V(binding_failed) or V(unbound).
+    type: str
+    version_added: 0.1.0
+  binding_host:
+    description:
+      - The host the port is bound to in Neutron (C(binding:host_id)), confirmed by the operator. Required
+        with O(vif_type). The C(port_bound_elsewhere) guard refuses when it is not the instance's host.
+    type: str
+    version_added: 0.1.0
+  vif_details:
+    description:
+      - The port's C(binding:vif_details) (database path). Defaults to an empty dict.
+    type: dict
+    version_added: 0.1.0
+  profile:
+    description:
+      - The port's C(binding:profile) (database path). Defaults to the cached profile without C(migrating_to).
+    type: dict
+    version_added: 0.1.0
+  vnic_type:
+    description:
+      - The port's C(binding:vnic_type) (database path). Defaults to the cached one.
+    type: str
+    version_added: 0.1.0
+notes:
+  - The module always needs O(nova_db) (one cell) or O(nova_api_db) (every cell through C(cell_mappings)),
+    because the cache is written in the database on both paths. O(method) chooses where the binding comes
+    from. V(api) reads it from Neutron, V(db) takes it from the options.
+  - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
+  - The instance has a C(task_state), or an unfinished migration. Nova itself may be rewriting the cache.
+  - The port is bound to another host than the instance's (C(binding:host_id), or O(binding_host)). Bind
+    the port to the instance's host in Neutron first (C(openstack port set --host HOST PORT)).
+  - The Neutron port's profile still holds C(migrating_to) (API path). With O(force) the cache gets the
+    profile without it.
+  - Refusals that O(force) never overrides. The instance does not exist, is deleted, lives in cell0, or has
+    no cache row. The cache is not a JSON list of VIFs. On the API path, a port of the cache is not in
+    Neutron, or Neutron's own binding failed (C(binding_failed) or C(unbound)). On the database path, a VIF
+    has no network, which only Neutron can rebuild.
+  - After the repair, hard reboot an instance that nova-compute set to C(ERROR) at start-up; the result's
+    warnings name them.
+seealso:
+  - module: stackmender.openstack.consistency_info
+  - module: stackmender.openstack.journal_undo
+'''
+
+EXAMPLES = r'''
+- name: Show what repairing the caches of compute07's instances from Neutron would do
+  stackmender.openstack.nova_network_info_cache:
+    host: compute07
+    cloud: admin
+    nova_api_db:
+      config_file: /etc/nova/nova.conf
+  check_mode: true
+  diff: true
+
+- name: Repair one instance from its Neutron ports
+  stackmender.openstack.nova_network_info_cache:
+    instance: 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e
+    cloud: admin
+    nova_api_db:
+      config_file: /etc/nova/nova.conf
+  register: repaired
+
+- name: Neutron is down; write the binding the operator read from the port
+  stackmender.openstack.nova_network_info_cache:
+    instance: 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e
+    port: 5d1c7a3e-63a1-4f0e-9a55-0c2f3e4d5a6b
+    method: db
+    vif_type: ovs
+    binding_host: compute07
+    vif_details: {port_filter: true, connectivity: l2, bridge_name: br-int, datapath_type: system}
+    nova_db: "mysql+pymysql://nova:{{ nova_db_password }}@db.example.org/nova?charset=utf8"
+
+- name: Undo it
+  stackmender.openstack.journal_undo:
+    journal: "{{ repaired.journal }}"
+    nova_api_db:
+      config_file: /etc/nova/nova.conf
+'''
+
+RETURN = r'''
+msg:
+  description: What was done or would be done.
+  returned: always
+  type: str
+  sample: "1 instance cache(s) to rewrite, 1 VIF(s) (binding from Neutron): 1 row change(s), applied"
+method:
+  description: Where the binding came from, V(api) (Neutron) or V(db) (the options). The cache is written
+    in the database either way.
+  returned: success
+  type: str
+  sample: api
+method_reason:
+  description: Why O(method=auto) chose that path, or V(requested).
+  returned: success
+  type: str
+plan:
+  description: The statements the run executes (or would in check mode), with parameters. The cache row is
+    named by the database option that reaches it, C(nova_db) or C(nova:<cell name>).
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - kind: sql
+      database: "nova:cell1"
+      table: instance_info_caches
+      action: update
+      statement: "UPDATE `instance_info_caches` SET `network_info` = %s, `updated_at` = %s WHERE `id` IN (%s)"
+      params: ["[{\"id\": \"5d1c7a3e-...\", ...}]", "2026-11-22 03:04:05", 12]
+      rows: 1
+before:
+  description: Per database option, per C(instance_info_caches/id), the cache text and C(updated_at) as they were.
+  returned: success
+  type: dict
+after:
+  description: The same fields after the run (or as they would be, in check mode).
+  returned: success
+  type: dict
+diff:
+  description: RV(before) and RV(after) in Ansible's diff format.
+  returned: in diff mode, when something changes
+  type: dict
+journal:
+  description: Path of the journal of before-images; V(null) in check mode or when nothing changed.
+  returned: success
+  type: str
+caches:
+  description:
+    - Per instance whose cache is (or would be) rewritten, its cell and host and each repaired VIF. C(defects)
+      lists what was wrong (C(binding_failed), C(unbound), C(migrating_to), C(no_network)); C(before) and
+      C(after) show the VIF's binding fields (no addresses).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{instance: 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e, cell: "nova:cell1", host: compute07,
+            vifs: [{port: 5d1c7a3e-63a1-4f0e-9a55-0c2f3e4d5a6b, defects: [binding_failed, migrating_to],
+                    before: {type: binding_failed, profile: {migrating_to: compute08}},
+                    after: {type: ovs, profile: {}}}]}]
+force:
+  description: Whether O(force) was set.
+  returned: success
+  type: bool
+forced_guards:
+  description: The guards O(force) overrode, with their evidence.
+  returned: when force overrode a guard
+  type: list
+  elements: dict
+guards:
+  description: On refusal, each guard that failed, its message and the evidence.
+  returned: failure by a guard
+  type: list
+  elements: dict
+  sample:
+    - guard: port_bound_elsewhere
+      message: "port 5d1c7a3e-63a1-4f0e-9a55-0c2f3e4d5a6b of instance 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e is bound
+        to compute08 in Neutron, the instance is on compute07"
+      evidence: [{port: 5d1c7a3e-63a1-4f0e-9a55-0c2f3e4d5a6b, binding_host: compute08, instance_host: compute07}]
+notes:
+  description: Instances and VIFs left alone, and why.
+  returned: when there are any
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils import network_info as cache_model
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
+from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
+from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Guard, Plan, RemediationModule
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
+    chunks,
+    host_name,
+    placeholders,
+    uuid_list,
+)
+
+NOVA_OPTIONS = ('nova_db', 'nova_api_db')
+BINDING_OPTIONS = ('vif_type', 'binding_host', 'vif_details', 'profile', 'vnic_type')
+
+
+class NovaNetworkInfoCache(RemediationModule):
+    module_name = 'stackmender.openstack.nova_network_info_cache'
+    argument_spec = dict(
+        instance=dict(type='list', elements='str', aliases=['instances']),
+        host=dict(type='str'),
+        port=dict(type='list', elements='str', aliases=['ports']),
+        vif_type=dict(type='str'),
+        binding_host=dict(type='str'),
+        vif_details=dict(type='dict'),
+        profile=dict(type='dict'),
+        vnic_type=dict(type='str'),
+    )
+    module_kwargs = dict(required_one_of=[['instance', 'host']], mutually_exclusive=[['instance', 'host']],
+                         required_together=[['vif_type', 'binding_host']])
+
+    def validate(self):
+        self.instance_ids = uuid_list(self.params['instance'], 'instance')
+        self.host = None
+        if self.params['host'] is not None:
+            self.host = host_name(self.params['host'], 'host',
+                                  'host: give the name of the compute host whose instances to repair')
+        self.port_ids = set(uuid_list(self.params['port'], 'port'))
+        self.operator_binding = None
+        if self.params['vif_type'] is not None:
+            vif_type = self.params['vif_type'].strip()
+            if not vif_type:
+                raise InputError('vif_type: give the binding:vif_type Neutron reports for the port, such as ovs')
+            if vif_type in cache_model.FAILED_VIF_TYPES:
+                raise InputError('vif_type: %s is no binding; give the type of a bound port, such as ovs' % vif_type)
+            binding_host = host_name(self.params['binding_host'], 'binding_host',
+                                     'binding_host: give the host the port is bound to (binding:host_id)')
+            vnic_type = self.params['vnic_type']
+            if vnic_type is not None and not vnic_type.strip():
+                raise InputError('vnic_type: give the binding:vnic_type, such as normal, or leave it out')
+            self.operator_binding = dict(vif_type=vif_type, host=binding_host,
+                                         vif_details=self.params['vif_details'] or {},
+                                         profile=self.params['profile'], vnic_type=vnic_type, active=True)
+        else:
+            given = [option for option in BINDING_OPTIONS if self.params[option] is not None]
+            if given:
+                raise InputError('%s describe the binding for method=db and need vif_type and binding_host'
+                                 % ', '.join(given))
+        self.caches = []
+        self.binding_source = None
+
+    # ---------------------------------------------------------------- method
+
+    def _has_databases(self):
+        return any(option in self.targets for option in NOVA_OPTIONS)
+
+    def choose_method(self):
+        """Where the binding comes from; the base always runs the database path (the cache has no API)."""
+        if not self._has_databases():
+            raise InputError('nova_db (a single cell database) or nova_api_db (every cell through cell_mappings) '
+                             'is required: Nova has no API that writes the network info cache, so it is '
+                             'written in the cell database on every path')
+        requested = self.params['method']
+        if requested == 'db' or (requested == 'auto' and self.operator_binding):
+            if not self.operator_binding:
+                raise InputError('method=db takes the binding from the options: give vif_type and binding_host '
+                                 '(and vif_details, profile or vnic_type where they are not the defaults)')
+            self.binding_source = 'db'
+            reason = 'requested' if requested == 'db' else 'the binding was given (vif_type, binding_host)'
+            return 'db', reason
+        if self.operator_binding:
+            raise InputError('method=api cannot express a binding given in the options: vif_type and binding_host '
+                             'are for method=db; method=api reads the binding from Neutron')
+        if requested == 'api':
+            if not api.HAS_OPENSTACKSDK:
+                self.module.fail_json(msg=missing_required_lib('openstacksdk'), exception=str(api.OPENSTACKSDK_IMPORT_ERROR))
+            self.binding_source = 'api'
+            return 'db', 'requested'
+        if api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
+            self.binding_source = 'api'
+            return 'db', 'a cloud is configured: the binding is read from the Neutron ports'
+        raise InputError('nothing to take the binding from: configure a cloud (method=api reads it from Neutron) '
+                         'or give vif_type and binding_host (method=db)')
+
+    def describe(self, plan):
+        vifs = sum(len(entry['vifs']) for entry in self.caches)
+        return '%d instance cache(s) to rewrite, %d VIF(s) (binding from %s): %d row change(s)' % (
+            len(self.caches), vifs, 'Neutron' if self.binding_source == 'api' else 'the options', len(plan.changes))
+
+    def _finish(self, result, plan):
+        if 'method' in result:
+            result['method'] = self.binding_source
+            result['caches'] = self.caches
+        super(NovaNetworkInfoCache, self)._finish(result, plan)
+
+    @staticmethod
+    def _refuse_hard(hard, plan):
+        if not hard:
+            return
+        guards = [guard.to_result() for guard in hard] + [guard.to_result() for guard in plan.guards]
+        raise GuardRefusal('refused: %s. This is never overridden, even with force. Nothing was changed'
+                           % '; '.join(guard.message for guard in hard), guards=guards)
+
+    # ------------------------------------------------------------------ plan
+
+    def plan_db(self):
+        plan = Plan()
+        hard = []
+        stamp = now()
+        cells = self.nova_cells()
+        for cell in cells:
+            schema = self.schema(cell.name, 'nova')
+            schema.require('instances', ('id', 'uuid', 'host', 'vm_state', 'task_state', 'deleted'),
+                           purpose='select the instances')
+            schema.require('instance_info_caches', ('id', 'instance_uuid', 'network_info', 'deleted', 'updated_at'),
+                           purpose='rewrite the network info cache')
+            schema.require('migrations', ('id', 'instance_uuid', 'status', 'migration_type', 'source_compute',
+                                          'dest_compute', 'deleted'), purpose='check for unfinished migrations')
+            schema.require('services', ('id', 'host', 'binary', 'deleted'), purpose='check the host name')
+        instances = self._select_instances(cells, hard)
+        self._refuse_hard(hard, plan)
+        work = []
+        for row in instances:
+            vifs = self._read_cache(row, hard)
+            if vifs is None:
+                continue
+            row['vifs'] = vifs
+            broken = []
+            for vif in vifs:
+                defects = cache_model.vif_defects(vif)
+                if self.port_ids and vif['id'] not in self.port_ids:
+                    continue
+                if defects:
+                    broken.append((vif, defects))
+            if not broken:
+                plan.note('instance %s: no VIF of its cache needs repair%s' % (
+                    row['uuid'], ' among ports %s' % ', '.join(sorted(self.port_ids)) if self.port_ids else ''))
+                continue
+            row['broken'] = broken
+            work.append(row)
+        self._refuse_hard(hard, plan)
+        missing_ports = set(self.port_ids)
+        for row in instances:
+            for vif in row.get('vifs') or []:
+                missing_ports.discard(vif['id'])
+        if self.instance_ids and missing_ports:
+            raise InputError('port(s) %s are in no cache of the selected instance(s)' % ', '.join(sorted(missing_ports)))
+        if not work:
+            if not instances:
+                self._require_known_host(cells)
+                plan.note('no live instance on host %s' % self.host)
+            return plan
+        self._guard_instances(work, plan)
+        for row in work:
+            if self.binding_source == 'api':
+                self._plan_from_neutron(row, plan, hard)
+            else:
+                self._plan_from_options(row, plan, hard)
+        self._refuse_hard(hard, plan)
+        for row in work:
+            if not row.get('repairs'):
+                continue
+            repaired = dict((vif['id'], vif) for vif in row['repairs'])
+            new_vifs = [repaired.get(vif['id'], vif) for vif in row['vifs']]
+            cache = row['cache']
+            plan.change(row['cell'].name, 'instance_info_caches', {'id': cache['id']},
+                        before=dict(network_info=cache['network_info'], updated_at=cache['updated_at']),
+                        after=dict(network_info=cache_model.dump_cache(new_vifs), updated_at=stamp),
+                        expect=dict(instance_uuid=row['uuid'], deleted=0),
+                        note='the cached VIFs carry the port binding %s' % (
+                            'Neutron reports' if self.binding_source == 'api' else 'the operator confirmed'))
+            self.caches.append(dict(instance=row['uuid'], cell=row['cell'].name, host=row['host'], vifs=[
+                dict(port=vif['id'], defects=defects, before=cache_model.summary(vif),
+                     after=cache_model.summary(repaired[vif['id']]))
+                for vif, defects in row['broken'] if vif['id'] in repaired]))
+            if row['vm_state'] == 'error':
+                plan.warn('instance %s is in ERROR (nova-compute sets it so when it cannot plug a failed binding): '
+                          'hard reboot it once the cache is repaired' % row['uuid'])
+        return plan
+
+    def _select_instances(self, cells, hard):
+        found = []
+        columns = 'id, uuid, host, node, vm_state, task_state, deleted'
+        for cell in cells:
+            if self.host:
+                if cell.is_cell0:
+                    continue
+                rows = cell.session.query('SELECT %s FROM instances WHERE host = %%s AND deleted = 0 ORDER BY id'
+                                          % columns, (self.host,))
+            else:
+                rows = []
+                for chunk in chunks(self.instance_ids):
+                    rows.extend(cell.session.query('SELECT %s FROM instances WHERE uuid IN (%s) ORDER BY id'
+                                                   % (columns, placeholders(len(chunk))), chunk))
+            for row in rows:
+                row['cell'] = cell
+                found.append(row)
+        by_uuid = {}
+        for row in found:
+            by_uuid.setdefault(row['uuid'], []).append(row)
+        missing = [uuid for uuid in self.instance_ids if uuid not in by_uuid]
+        if missing:
+            raise InputError('instance(s) not found in any cell: %s' % ', '.join(missing))
+        selected = []
+        for uuid in sorted(by_uuid, key=lambda item: by_uuid[item][0]['id']):
+            rows = by_uuid[uuid]
+            live = [row for row in rows if not row['deleted']]
+            if not live:
+                hard.append(Guard('instance_deleted', 'instance %s is deleted' % uuid, [self._shown(row) for row in rows]))
+                continue
+            if len(live) > 1:
+                hard.append(Guard('instance_in_several_cells', 'instance %s has live rows in several cells' % uuid,
+                                  [self._shown(row) for row in live]))
+                continue
+            row = live[0]
+            if row['cell'].is_cell0:
+                hard.append(Guard('cell0', 'instance %s is in cell0: it was never scheduled and has no ports bound; '
+                                  'cell0 is never written' % uuid, [self._shown(row)]))
+                continue
+            selected.append(row)
+        return selected
+
+    def _require_known_host(self, cells):
+        for cell in cells:
+            if cell.is_cell0:
+                continue
+            if cell.session.query("SELECT id FROM services WHERE host = %s AND `binary` = 'nova-compute' "
+                                  "AND deleted = 0 LIMIT 1", (self.host,)):
+                return
+        raise InputError('host: no nova-compute service is named %r in any cell (names are matched exactly)'
+                         % self.host)
+
+    @staticmethod
+    def _shown(row):
+        shown = dict((key, row.get(key)) for key in ('id', 'uuid', 'host', 'node', 'vm_state', 'task_state', 'deleted'))
+        shown['cell'] = row['cell'].name
+        return shown
+
+    def _read_cache(self, row, hard):
+        caches = row['cell'].session.query(
+            'SELECT id, instance_uuid, network_info, deleted, updated_at FROM instance_info_caches '
+            'WHERE instance_uuid = %s AND deleted = 0 ORDER BY id', (row['uuid'],))
+        if not caches:
+            hard.append(Guard('cache_missing', 'instance %s has no network info cache row: there is nothing to repair '
+                              'in place; Nova creates the row with the instance' % row['uuid'], [self._shown(row)]))
+            return None
+        row['cache'] = caches[0]
+        try:
+            return cache_model.parse_cache(caches[0]['network_info'])
+        except cache_model.CacheUnreadable as error:
+            text = caches[0]['network_info']
+            hard.append(Guard('cache_unreadable', 'the network info cache of instance %s cannot be repaired in place: '
+                              '%s' % (row['uuid'], error),
+                              [dict(table='instance_info_caches', id=caches[0]['id'], instance_uuid=row['uuid'],
+                                    length=len(text) if text is not None else None,
+                                    starts_with=text[:40] if text else text)]))
+            return None
+
+    def _guard_instances(self, rows, plan):
+        for row in rows:
+            if row['task_state']:
+                plan.refuse('instance_task_in_progress', 'instance %s has task_state %s: Nova may be rewriting its '
+                            'cache right now' % (row['uuid'], row['task_state']), [self._shown(row)])
+        finished = list(FINISHED_MIGRATION_STATUSES)
+        by_cell = {}
+        for row in rows:
+            by_cell.setdefault(row['cell'].name, (row['cell'], []))[1].append(row['uuid'])
+        for cell, uuids in by_cell.values():
+            for chunk in chunks(uuids):
+                migrations = cell.session.query(
+                    'SELECT id, instance_uuid, status, migration_type, source_compute, dest_compute FROM migrations '
+                    'WHERE instance_uuid IN (%s) AND deleted = 0 AND status NOT IN (%s) ORDER BY id'
+                    % (placeholders(len(chunk)), placeholders(len(finished))), list(chunk) + finished)
+                for migration in migrations:
+                    plan.refuse('migration_in_progress', 'instance %s has an unfinished %s (migration %s, %s, %s -> '
+                                '%s): its ports may legitimately be migrating'
+                                % (migration['instance_uuid'], migration['migration_type'] or 'migration',
+                                   migration['id'], migration['status'], migration['source_compute'],
+                                   migration['dest_compute']), [dict(migration, cell=cell.name)])
+
+    # ----------------------------------------------------- binding sources
+
+    def _plan_from_options(self, row, plan, hard):
+        binding = self.operator_binding
+        if binding['host'] != row['host']:
+            plan.refuse('port_bound_elsewhere', 'binding_host %s is not the host of instance %s (%s): bind the port to '
+                        'the instance host in Neutron first' % (binding['host'], row['uuid'], row['host']),
+                        [dict(instance=row['uuid'], instance_host=row['host'], binding_host=binding['host'])])
+        row['repairs'] = []
+        for vif, defects in row['broken']:
+            if cache_model.DEFECT_NO_NETWORK in defects:
+                hard.append(Guard('network_needs_neutron', 'VIF %s of instance %s has no network; only Neutron can '
+                                  'rebuild it (method=api)' % (vif['id'], row['uuid']), [cache_model.summary(vif)]))
+                continue
+            chosen = dict(binding)
+            if chosen['profile'] is None:
+                chosen['profile'] = cache_model.without_migrating_to(vif.get('profile'))
+            if chosen['vnic_type'] is None:
+                chosen['vnic_type'] = vif.get('vnic_type') or 'normal'
+            row['repairs'].append(cache_model.repaired_vif(vif, chosen))
+
+    def _neutron_get(self, path, params):
+        try:
+            response = self.conn.network.get(path, params=params)
+            api.openstack.exceptions.raise_from_response(response)
+        except Exception as error:
+            if api.HAS_OPENSTACKSDK and isinstance(error, api.openstack.exceptions.SDKException):
+                raise api.translate(error, 'reading %s from Neutron' % path)
+            raise
+        return response.json()
+
+    def _plan_from_neutron(self, row, plan, hard):
+        ports = self._neutron_get('/ports', {'device_id': row['uuid']}).get('ports') or []
+        by_id = dict((port.get('id'), port) for port in ports)
+        row['repairs'] = []
+        for vif, defects in row['broken']:
+            port = by_id.get(vif['id'])
+            evidence = dict(instance=row['uuid'], instance_host=row['host'], port=vif['id'], cached=cache_model.summary(vif))
+            if port is None:
+                hard.append(Guard('port_missing', 'port %s of the cache of instance %s is not a port of that instance in '
+                                  'Neutron (GET /v2.0/ports?device_id=%s)' % (vif['id'], row['uuid'], row['uuid']),
+                                  [dict(evidence, neutron_ports=sorted(by_id))]))
+                continue
+            binding = cache_model.binding_from_port(port)
+            evidence['neutron'] = dict(binding_host=binding['host'], vif_type=binding['vif_type'],
+                                       profile=binding['profile'], vnic_type=binding['vnic_type'],
+                                       status=port.get('status'))
+            if binding['vif_type'] in cache_model.FAILED_VIF_TYPES or not binding['vif_type']:
+                hard.append(Guard('neutron_binding_failed', 'port %s of instance %s is %s in Neutron too: copying it '
+                                  'repairs nothing. Bind it in Neutron first (openstack port set --host %s %s)'
+                                  % (vif['id'], row['uuid'], binding['vif_type'], row['host'], vif['id']), [evidence]))
+                continue
+            if binding['host'] != row['host']:
+                plan.refuse('port_bound_elsewhere', 'port %s of instance %s is bound to %s in Neutron, the instance is '
+                            'on %s: bind the port to the instance host first (openstack port set --host %s %s)'
+                            % (vif['id'], row['uuid'], binding['host'], row['host'], row['host'], vif['id']),
+                            [evidence])
+            if cache_model.MIGRATING_TO in binding['profile']:
+                plan.refuse('port_profile_migrating', 'port %s of instance %s still has migrating_to %s in its '
+                            'binding:profile in Neutron, and no migration runs: remove it there (openstack port unset '
+                            '--binding-profile migrating_to %s); with force the cache gets the profile without it'
+                            % (vif['id'], row['uuid'], binding['profile'][cache_model.MIGRATING_TO], vif['id']),
+                            [evidence])
+                binding['profile'] = cache_model.without_migrating_to(binding['profile'])
+            network = None
+            if cache_model.DEFECT_NO_NETWORK in defects:
+                network = self._neutron_network(port, binding)
+            row['repairs'].append(cache_model.repaired_vif(vif, binding, network))
+
+    def _neutron_network(self, port, binding):
+        network = {}
+        if port.get('network_id'):
+            network = self._neutron_get('/networks/%s' % port['network_id'], None).get('network') or {}
+        subnet_ids = sorted(set(entry.get('subnet_id') for entry in port.get('fixed_ips') or [] if entry.get('subnet_id')))
+        subnets = []
+        if subnet_ids:
+            subnets = self._neutron_get('/subnets', {'id': subnet_ids}).get('subnets') or []
+        return cache_model.network_model(port, network, subnets, binding['vif_type'], binding['vif_details'])
+
+
+def main():
+    NovaNetworkInfoCache().run()
+
+
+if __name__ == '__main__':
+    main()
