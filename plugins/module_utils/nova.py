@@ -7,7 +7,44 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
+
+
+def instance_rows(cells, columns, uuids=(), host=None):
+    """Instance rows across cells: {uuid: [row, ...]}, each row naming its ``cell``.
+
+    By ``uuids`` every row is read, deleted ones included, so a caller can tell
+    a deleted instance from an unknown one and see an instance live in two
+    cells. By ``host``, the live rows on that host (cell0 is skipped: its
+    instances were never on a host). ``columns`` is the SELECT list, or a
+    function of the cell that returns it (columns differ between releases).
+    The dict keeps the order in which uuids were first met: cell by cell, by id.
+    """
+    by_uuid = {}
+    for cell in cells:
+        select = columns(cell) if callable(columns) else columns
+        if host is not None:
+            if cell.is_cell0:
+                continue
+            rows = cell.session.query('SELECT %s FROM instances WHERE host = %%s AND deleted = 0 ORDER BY id'
+                                      % select, (host,))
+        else:
+            rows = []
+            for chunk in chunks(list(uuids)):
+                rows.extend(cell.session.query('SELECT %s FROM instances WHERE uuid IN (%s) ORDER BY id'
+                                               % (select, placeholders(len(chunk))), chunk))
+        for row in rows:
+            row['cell'] = cell
+            by_uuid.setdefault(row['uuid'], []).append(row)
+    return by_uuid
+
+
+def require_instances(uuids, by_uuid):
+    """Fail, naming them, when instances asked for are in no cell at all."""
+    missing = [uuid for uuid in uuids if uuid not in by_uuid]
+    if missing:
+        raise InputError('instance(s) not found in any cell: %s' % ', '.join(missing))
 
 
 def live_volume_bdms(cells, volume_ids):

@@ -108,7 +108,8 @@ class AllocationMove(object):
         self.emptied_consumers = set()
         self.consumers = {}
 
-    def _touch(self, provider_id):
+    def touch_provider(self, provider_id):
+        """Bump this provider's generation in finish(), as a placement write to it would."""
         self.touched_providers[provider_id] = True
 
     def move(self, instance_uuid, source, target, allocations, migration_uuids, abandoned_dest_ids,
@@ -137,7 +138,7 @@ class AllocationMove(object):
                 continue
             if row['resource_provider_id'] == source['id']:
                 if row['resource_class_id'] in held_on_target:
-                    self._drop(row, 'the instance already holds this resource class on the target provider')
+                    self.drop(row, 'the instance already holds this resource class on the target provider')
                     dropped += 1
                     continue
                 if not is_instance and not instance_consumer_exists:
@@ -156,26 +157,27 @@ class AllocationMove(object):
                                          expect=dict(consumer_id=row['consumer_id'],
                                                      resource_class_id=row['resource_class_id'], used=row['used']),
                                          note=note))
-                self._touch(source['id'])
-                self._touch(target['id'])
+                self.touch_provider(source['id'])
+                self.touch_provider(target['id'])
                 self.touched_consumers.add(instance_uuid)
                 moved += 1
             elif not is_instance:
-                self._drop(row, 'hold of an abandoned migration')
+                self.drop(row, 'hold of an abandoned migration')
                 self.emptied_consumers.add(row['consumer_id'])
                 dropped += 1
             elif row['resource_provider_id'] in abandoned_dest_ids and row['resource_provider_id'] != target['id']:
-                self._drop(row, 'claim on the destination of an abandoned migration')
+                self.drop(row, 'claim on the destination of an abandoned migration')
                 dropped += 1
         for row in kept:
             self.emptied_consumers.discard(row['consumer_id'])
         return moved, dropped, kept
 
-    def _drop(self, row, why):
+    def drop(self, row, why):
+        """Plan the deletion of one allocation row, and the bumps it implies."""
         self.changes.append(dict(table='allocations', key={'id': row['id']}, action=DELETE,
                                  before=dict((column, row[column]) for column in ALLOCATION_COLUMNS),
                                  note=why))
-        self._touch(row['resource_provider_id'])
+        self.touch_provider(row['resource_provider_id'])
         self.touched_consumers.add(row['consumer_id'])
 
     def finish(self):

@@ -146,7 +146,7 @@ class HoldRelease(AllocationMove):
         if row['id'] in self._planned:
             return 0
         self._planned.add(row['id'])
-        self._drop(row, why)
+        self.drop(row, why)
         return 1
 
     def revert(self, instance_uuid, migration_uuid, allocations):
@@ -169,7 +169,7 @@ class HoldRelease(AllocationMove):
                 expect=dict(resource_provider_id=row['resource_provider_id'],
                             resource_class_id=row['resource_class_id'], used=row['used']),
                 note="the abandoned migration's hold on the source is the instance's again, as a rollback leaves it"))
-            self._touch(row['resource_provider_id'])
+            self.touch_provider(row['resource_provider_id'])
             self.touched_consumers.add(instance_uuid)
             self.emptied_consumers.add(migration_uuid)
             changed += 1

@@ -243,6 +243,7 @@ import time
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import instance_records as records
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
@@ -383,14 +384,8 @@ class NovaInstanceDelete(RemediationModule):
 
     def _find(self, cells, hard):
         """{uuid: instance row}: the live row, else the newest deleted one; refuses what cannot be deleted here."""
-        columns = ', '.join('`%s`' % column for column in records.INSTANCE_COLUMNS)
-        by_uuid = {}
-        for cell in cells:
-            for chunk in chunks(self.instance_ids):
-                for row in cell.session.query('SELECT %s FROM instances WHERE uuid IN (%s) ORDER BY id'
-                                              % (columns, placeholders(len(chunk))), chunk):
-                    row['cell'] = cell
-                    by_uuid.setdefault(row['uuid'], []).append(row)
+        by_uuid = nova.instance_rows(cells, ', '.join('`%s`' % column for column in records.INSTANCE_COLUMNS),
+                                     uuids=self.instance_ids)
         found = {}
         missing = []
         for uuid in self.instance_ids:

@@ -279,6 +279,7 @@ import time
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES, service_is_up
@@ -479,26 +480,9 @@ class NovaInstanceHost(RemediationModule):
         return ', '.join(columns)
 
     def _select_instances(self, cells, hard):
-        found = []
-        for cell in cells:
-            columns = self._instance_columns(cell)
-            if self.from_host:
-                rows = cell.session.query('SELECT %s FROM instances WHERE host = %%s AND deleted = 0 ORDER BY id'
-                                          % columns, (self.from_host,))
-            else:
-                rows = []
-                for chunk in chunks(self.instance_ids):
-                    rows.extend(cell.session.query('SELECT %s FROM instances WHERE uuid IN (%s) ORDER BY id'
-                                                   % (columns, placeholders(len(chunk))), chunk))
-            for row in rows:
-                row['cell'] = cell
-                found.append(row)
-        by_uuid = {}
-        for row in found:
-            by_uuid.setdefault(row['uuid'], []).append(row)
-        missing = [uuid for uuid in self.instance_ids if uuid not in by_uuid]
-        if missing:
-            raise InputError('instance(s) not found in any cell: %s' % ', '.join(missing))
+        by_uuid = nova.instance_rows(cells, self._instance_columns, uuids=self.instance_ids,
+                                     host=self.from_host or None)
+        nova.require_instances(self.instance_ids, by_uuid)
         selected = []
         for uuid in sorted(by_uuid, key=lambda item: by_uuid[item][0]['id']):
             rows = by_uuid[uuid]

@@ -269,6 +269,7 @@ import time
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
 from ansible_collections.stackmender.openstack.plugins.module_utils import tasks
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
@@ -447,7 +448,6 @@ class NovaTaskState(RemediationModule):
 
     def _select_targets(self, cells, hard, plan):
         """[{cell, instance row, migrations to end, listed}] after the hard guards."""
-        instance_sql = 'SELECT %s FROM instances WHERE uuid IN ({in}) ORDER BY id' % ', '.join(INSTANCE_COLUMNS)
         migration_sql = 'SELECT %s FROM migrations WHERE %%s IN ({in}) ORDER BY id' % ', '.join(MIGRATION_COLUMNS)
         listed = {}  # instance uuid -> [(cell, migration row)]
         found_ids, found_uuids = {}, set()
@@ -471,17 +471,8 @@ class NovaTaskState(RemediationModule):
                 raise InputError('migration id %d exists in cells %s; give the uuid of the one to end'
                                  % (number, ', '.join(cell.name for cell in where)))
         wanted = list(self.instance_ids) + [uuid for uuid in listed if uuid not in self.instance_ids]
-        rows = []
-        for cell in cells:
-            for row in self._query_in(cell, instance_sql, wanted):
-                row['cell'] = cell
-                rows.append(row)
-        by_uuid = {}
-        for row in rows:
-            by_uuid.setdefault(row['uuid'], []).append(row)
-        missing = [uuid for uuid in self.instance_ids if uuid not in by_uuid]
-        if missing:
-            raise InputError('instance(s) not found in any cell: %s' % ', '.join(missing))
+        by_uuid = nova.instance_rows(cells, ', '.join(INSTANCE_COLUMNS), uuids=wanted)
+        nova.require_instances(self.instance_ids, by_uuid)
         selected = []
         for uuid in wanted:
             candidates = by_uuid.get(uuid, [])

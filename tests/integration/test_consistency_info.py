@@ -543,6 +543,9 @@ def test_bad_input_fails_clearly(ansible, dbs, cloud):
     reasons = dict((entry['class'], entry['reason']) for entry in wrong['skipped_classes'])
     assert 'has no table instances' in reasons['instance_task_stuck']
     assert 'volume_stuck' in wrong['counts']
+    # Its inventory is left out with the reason, not counted as zero (which would trip the gate).
+    assert 'instances' not in wrong['inventory'] and wrong['inventory']['volumes'] >= 1
+    assert any(note.startswith('inventory: instances not counted') for note in wrong['notes']), wrong['notes']
 
 
 def test_select_only_user_and_no_secret_in_output(ansible, dbs, cloud, mariadb_server, tmp_path):
