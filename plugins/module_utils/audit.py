@@ -1135,8 +1135,8 @@ def _info_cache_rows(audit, cell):
             cell.option, ('c.id', 'c.instance_uuid',
                           "CASE WHEN c.deleted <> 0 THEN 'deleted' WHEN c.network_info IS NULL "
                           "OR LENGTH(c.network_info) < 8 OR c.network_info LIKE %s OR c.network_info LIKE %s "
-                          "THEN 'look' ELSE '' END"),
-            'FROM instance_info_caches c', 'c.id DIV 1000', ('%binding_failed%', '%migrating_to%'))
+                          "OR c.network_info LIKE %s THEN 'look' ELSE '' END"),
+            'FROM instance_info_caches c', 'c.id DIV 1000', ('%binding_failed%', '%migrating_to%', '%"network": null%'))
         live = audit.live_instances()
         cached = set(instance for _id, instance, flag in flags if flag != 'deleted')
         look = [int(cache_id) for cache_id, instance, flag in flags if flag == 'look' and instance in live]
@@ -1162,7 +1162,7 @@ def _info_cache_rows(audit, cell):
 
 def _info_cache_suspects(audit, cell):
     return [row for row in _info_cache_rows(audit, cell) if row['network_info']
-            and ('binding_failed' in row['network_info'] or 'migrating_to' in row['network_info'])]
+            and any(marker in row['network_info'] for marker in ('binding_failed', 'migrating_to', '"network": null'))]
 
 
 def _vifs(network_info):
@@ -1203,6 +1203,32 @@ def info_cache_binding_failed(audit, spec):
                 hint='bind the port to %s in Neutron if it is bound elsewhere, then rewrite the cache from the port '
                      '(nova_network_info_cache); hard reboot an instance nova-compute set to ERROR'
                      % (row['host'] or '(the instance host)'))
+
+
+def info_cache_vif_without_network(audit, spec):
+    """Info caches with a VIF whose network is null: Nova's API answers 500 for the instance.
+
+    GET /servers/detail reads every cached VIF's network label, so one such VIF breaks the listing
+    of every server of the project, not only this one. Nova writes the cache with json.dumps, so
+    the narrowing LIKE matches its spelling; the JSON decides.
+    """
+    for cell in audit.host_cells():
+        now = audit.now(cell.option)
+        for row in _info_cache_suspects(audit, cell):
+            vifs = _vifs(row['network_info'])
+            bare = [vif for vif in vifs if 'network' in vif and vif['network'] is None]
+            if not bare:
+                continue
+            yield audit.finding(
+                spec, 'instance %s has %d VIF(s) without a network in its info cache (%s): the Compute API answers '
+                      '500 for it and for every server listing of project %s'
+                % (row['instance_uuid'], len(bare), ', '.join(str(vif.get('id')) for vif in bare), row['project_id']),
+                dict(instance=row['instance_uuid'], ports=[vif.get('id') for vif in bare], cell=cell.option),
+                [_cache_evidence(row, vifs)], project=row['project_id'], host=row['host'],
+                since=first_time(row['updated_at'], row['created_at']), now=now,
+                key='%s/instance/%s' % (cell.option, row['instance_uuid']),
+                fix=repair('nova_network_info_cache', instance=[row['instance_uuid']], method='api'),
+                hint='only Neutron can rebuild the network of a VIF: run the repair with a cloud (method=api)')
 
 
 def info_cache_migrating_to(audit, spec):
@@ -1533,6 +1559,8 @@ CLASSES = [
                'Migrations unfinished for too long', thresholded=True),
     AuditClass('info_cache_binding_failed', info_cache_binding_failed, ('nova',), 'error',
                'Network info caches with binding_failed ports'),
+    AuditClass('info_cache_vif_without_network', info_cache_vif_without_network, ('nova',), 'critical',
+               'Network info caches with a VIF whose network is null (the Compute API answers 500)'),
     AuditClass('info_cache_migrating_to', info_cache_migrating_to, ('nova',), 'warning',
                'Network info caches with a leftover migrating_to profile'),
     AuditClass('info_cache_empty', info_cache_empty, ('nova',), 'warning',

@@ -51,7 +51,7 @@ options:
     choices: [volume_attached_without_bdm, bdm_without_attachment, volume_stuck, snapshot_stuck,
               attachment_of_deleted_volume, attachment_of_deleted_instance, volume_service_unavailable,
               instance_on_unavailable_host, instance_task_stuck, migration_unfinished, info_cache_binding_failed,
-              info_cache_migrating_to, info_cache_empty, instance_node_unknown, instance_mapping_missing,
+              info_cache_vif_without_network, info_cache_migrating_to, info_cache_empty, instance_node_unknown, instance_mapping_missing,
               live_child_of_deleted_parent, deleted_without_deleted_at, allocation_wrong_provider]
     version_added: 0.1.0
   projects:

@@ -178,6 +178,8 @@ def build_cloud(cloud, dbs):
     ids.i_bf = instance('controller1', network_info=cloud.network_info(vif_type='binding_failed'),
                         project_id='0badc0de0badc0de0badc0de0badc0de')
     ids.i_mt = instance('controller10', network_info=cloud.network_info(profile={'migrating_to': 'controller1'}))
+    # A VIF without a network (what makes the Compute API answer 500), beside a VIF whose network is there.
+    ids.i_nonet = instance('controller1', network_info=cloud.network_info(network=None))
     instance('controller10', network_info=cloud.network_info(details={'note': 'was binding_failed once'}))
     ids.i_null = instance('controller1', network_info=None)
     ids.i_emptylist = instance('controller1', network_info='[]')
@@ -256,6 +258,7 @@ def expected_keys(ids, cell='nova:cell1', every_cell=True):
         'migration_unfinished': {'%s/migration/%s' % (cell, ids.m_live), '%s/migration/%s' % (cell, ids.m_resize)},
         'info_cache_binding_failed': {instance_key(ids.i_bf)},
         'info_cache_migrating_to': {instance_key(ids.i_mt)},
+        'info_cache_vif_without_network': {instance_key(ids.i_nonet)},
         'info_cache_empty': set(map(instance_key, (ids.i_null, ids.i_emptylist, ids.i_nocache))),
         'instance_node_unknown': set(map(instance_key, (ids.i_node, ids.i_cid))),
         'instance_mapping_missing': set(map(instance_key, (ids.i_unmapped, ids.i_nullmap, ids.i_wrongcell))),
@@ -358,6 +361,10 @@ def test_every_class_is_found_exactly_and_nothing_else(ansible, dbs, cloud):
     for name, uuid in (('info_cache_binding_failed', ids.i_bf), ('info_cache_migrating_to', ids.i_mt)):
         assert finding(name, 'nova:cell1/instance/' + uuid)['repair'] == {
             'module': 'stackmender.openstack.nova_network_info_cache', 'args': {'instance': [uuid]}}
+    bare = finding('info_cache_vif_without_network', 'nova:cell1/instance/' + ids.i_nonet)
+    assert bare['severity'] == 'critical' and 'answers 500' in bare['message']
+    assert bare['repair'] == {'module': 'stackmender.openstack.nova_network_info_cache',
+                              'args': {'instance': [ids.i_nonet], 'method': 'api'}}
     caches = dict((uuid, finding('info_cache_empty', 'nova:cell1/instance/' + uuid)) for uuid in (
         ids.i_null, ids.i_emptylist, ids.i_nocache))
     assert [(caches[uuid]['resources']['cache'], caches[uuid]['severity']) for uuid in (
@@ -396,7 +403,7 @@ def test_every_class_is_found_exactly_and_nothing_else(ansible, dbs, cloud):
     assert summary['compute-gone'] == {'total': 1, 'classes': {'instance_on_unavailable_host': 1}}
     assert summary['(no host)']['classes']['deleted_without_deleted_at'] == 2
     assert sum(entry['total'] for entry in result['summary'].values()) == len(result['findings'])
-    assert result['severity_counts']['critical'] == 2
+    assert result['severity_counts']['critical'] == 3  # the VIF without network is the third
 
 
 def test_one_cell_through_nova_db_and_what_is_skipped(ansible, dbs, cloud):
@@ -423,7 +430,7 @@ def test_one_cell_through_nova_db_and_what_is_skipped(ansible, dbs, cloud):
     assert [entry['class'] for entry in cinder_only['skipped_classes']] == [
         'volume_attached_without_bdm', 'bdm_without_attachment', 'attachment_of_deleted_instance',
         'instance_on_unavailable_host', 'instance_task_stuck', 'migration_unfinished', 'info_cache_binding_failed',
-        'info_cache_migrating_to', 'info_cache_empty', 'instance_node_unknown', 'instance_mapping_missing',
+        'info_cache_vif_without_network', 'info_cache_migrating_to', 'info_cache_empty', 'instance_node_unknown', 'instance_mapping_missing',
         'allocation_wrong_provider']
     assert cinder_only['skipped_classes'][0]['reason'] == 'needs nova_db or nova_api_db'
     stuck = by_key(cinder_only)['volume_stuck:volume/' + ids.v_detaching]
