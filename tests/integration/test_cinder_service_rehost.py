@@ -12,6 +12,8 @@ import os
 import time
 import uuid
 
+import pytest
+
 from tests.integration.helpers import assert_clean_failure, db_args, run_full_cycle, snapshot, table_rows
 
 MODULE = 'cinder_service_rehost'
@@ -113,6 +115,7 @@ def test_remove_old_soft_deletes_the_old_service_row(ansible, dbs, cloud, journa
     assert after['deleted'] == 1 and after['disabled'] == 1
 
 
+@pytest.mark.newest_release
 def test_disable_old_false_leaves_the_service_rows_alone(ansible, dbs, cloud, journal_dir):
     ids = incident(cloud)
     services = table_rows(dbs, 'cinder', 'services')
@@ -131,6 +134,7 @@ def test_disable_old_false_leaves_the_service_rows_alone(ansible, dbs, cloud, jo
     assert row(dbs, 'services', ids['old_service'])['disabled_reason'] == 'ops: gone'
 
 
+@pytest.mark.newest_release
 def test_matching_is_exact_never_a_prefix_case_or_wildcard(ansible, dbs, cloud, journal_dir):
     ids = incident(cloud)
     decoys = {}
@@ -173,6 +177,7 @@ def test_matching_is_exact_never_a_prefix_case_or_wildcard(ansible, dbs, cloud, 
         'volumes/%s' % decoys['controller1_#DEFAULT']]
 
 
+@pytest.mark.newest_release
 def test_backend_selectors_do_not_match_longer_backends(ansible, dbs, cloud, journal_dir):
     cloud.cinder_service('host1@backend1', up=False)
     cloud.cinder_service('host1@backend10', up=True)
@@ -191,6 +196,7 @@ def test_backend_selectors_do_not_match_longer_backends(ansible, dbs, cloud, jou
     assert not ansible(MODULE, args).changed
 
 
+@pytest.mark.newest_release
 def test_pool_selector_moves_one_pool_and_remove_old_refuses_orphans(ansible, dbs, cloud, journal_dir):
     old_service = cloud.cinder_service('node1@old', up=False)
     new_service = cloud.cinder_service('node1@new', up=True)
@@ -225,6 +231,7 @@ def test_pool_selector_moves_one_pool_and_remove_old_refuses_orphans(ansible, db
     assert row(dbs, 'services', old_service)['deleted'] == 1
 
 
+@pytest.mark.newest_release
 def test_volume_subset_moves_only_the_listed_volumes(ansible, dbs, cloud, journal_dir):
     ids = incident(cloud)
     extra = cloud.volume(host=OLD + '#DEFAULT', group_id=ids['group'])
@@ -289,6 +296,7 @@ def test_clustered_deployment_gets_the_new_cluster(ansible, dbs, cloud, journal_
     assert applied['after']['cinder_db']['volumes/%s' % volumes[0]]['cluster_name'] == 'ceph-cluster@ceph#volumes'
 
 
+@pytest.mark.newest_release
 def test_cluster_name_is_cleared_when_the_new_service_is_not_clustered(ansible, dbs, cloud, journal_dir):
     cloud.cinder_service('node1@rbd', up=False, cluster_name='old-cluster@rbd')
     cloud.cinder_service('node2@ceph', up=True)
@@ -299,6 +307,7 @@ def test_cluster_name_is_cleared_when_the_new_service_is_not_clustered(ansible, 
     assert row(dbs, 'volumes', volume)['cluster_name'] is None
 
 
+@pytest.mark.newest_release
 def test_old_service_up_refuses_with_evidence_then_force_applies(ansible, dbs, cloud, journal_dir):
     ids = incident(cloud, old_up=True)
     args = db_args(dbs, 'cinder', from_host=OLD, to_host=NEW, journal_dir=journal_dir)
@@ -331,6 +340,7 @@ def test_old_service_up_refuses_with_evidence_then_force_applies(ansible, dbs, c
     assert row(dbs, 'volumes', ids['plain'])['host'] == NEW
 
 
+@pytest.mark.newest_release
 def test_new_service_down_refuses_with_evidence_then_force_applies(ansible, dbs, cloud, journal_dir):
     ids = incident(cloud, new_up=False)
     args = db_args(dbs, 'cinder', from_host=OLD, to_host=NEW, journal_dir=journal_dir)
@@ -345,6 +355,7 @@ def test_new_service_down_refuses_with_evidence_then_force_applies(ansible, dbs,
     assert not forced.failed and forced.changed and forced['forced_guards'][0]['guard'] == 'new_service_down'
 
 
+@pytest.mark.newest_release
 def test_transitional_volumes_refuse_with_evidence_then_force_applies(ansible, dbs, cloud, journal_dir):
     ids = incident(cloud)
     deleting = cloud.volume(host=OLD + '#DEFAULT', status='deleting')
@@ -365,6 +376,7 @@ def test_transitional_volumes_refuse_with_evidence_then_force_applies(ansible, d
         assert row(dbs, 'volumes', volume_id)['host'] == NEW
 
 
+@pytest.mark.newest_release
 def test_missing_new_service_is_never_overridden(ansible, dbs, cloud, journal_dir):
     incident(cloud)
     before = snapshot(dbs, TABLES)
@@ -381,6 +393,7 @@ def test_missing_new_service_is_never_overridden(ansible, dbs, cloud, journal_di
     assert not os.path.exists(journal_dir) or not os.listdir(journal_dir)
 
 
+@pytest.mark.newest_release
 def test_missing_old_service_row_is_fine(ansible, dbs, cloud, journal_dir):
     ids = incident(cloud)
     dbs.execute('cinder', 'UPDATE services SET deleted = 1, deleted_at = UTC_TIMESTAMP() WHERE id = %s',
@@ -392,6 +405,7 @@ def test_missing_old_service_row_is_fine(ansible, dbs, cloud, journal_dir):
     assert row(dbs, 'volumes', ids['plain'])['host'] == NEW
 
 
+@pytest.mark.newest_release
 def test_api_method_explains_why_and_bad_input_fails_clearly(ansible, dbs, cloud, journal_dir):
     incident(cloud)
     before = snapshot(dbs, TABLES)
@@ -444,6 +458,7 @@ def test_releases_without_service_uuid_or_cluster_name(ansible, dbs, cloud, jour
     assert 'service_uuid' not in volume_step['statement'] and 'cluster_name' not in volume_step['statement']
 
 
+@pytest.mark.newest_release
 def test_ten_thousand_volumes_are_a_handful_of_statements(ansible, dbs, cloud, journal_dir):
     ids = incident(cloud)
     old_uuid = service_uuid(dbs, ids['old_service'])

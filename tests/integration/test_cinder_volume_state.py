@@ -9,6 +9,8 @@ import json
 import os
 import uuid
 
+import pytest
+
 from tests.integration.helpers import (
     CINDER_TABLES,
     NOVA_TABLES,
@@ -117,6 +119,7 @@ def test_migration_status_is_cleared_with_the_status(ansible, dbs, cloud, journa
     run_full_cycle(ansible, dbs, MODULE, args, CINDER_TABLES, verify)
 
 
+@pytest.mark.newest_release
 def test_live_nova_bdm_refuses_with_evidence_then_force_applies(ansible, dbs, cloud, journal_dir):
     host = 'compute1'
     cloud.nova_service(host)
@@ -150,6 +153,7 @@ def test_live_nova_bdm_refuses_with_evidence_then_force_applies(ansible, dbs, cl
     assert snapshot(dbs, NOVA_TABLES) == dict((key, rows) for key, rows in before.items() if key in NOVA_TABLES)
 
 
+@pytest.mark.newest_release
 def test_force_needs_a_reason(ansible, dbs, cloud, journal_dir):
     volume = cloud.volume(status='detaching')
     result = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, status='available', force=True,
@@ -157,6 +161,7 @@ def test_force_needs_a_reason(ansible, dbs, cloud, journal_dir):
     assert_clean_failure(result, 'force_reason')
 
 
+@pytest.mark.newest_release
 def test_guards_of_retiring_a_volume(ansible, dbs, cloud, journal_dir):
     attached = cloud.volume(status='in-use', attach_status='attached')
     cloud.attachment(attached, instance_uuid='2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e', attached_host='compute1')
@@ -171,6 +176,7 @@ def test_guards_of_retiring_a_volume(ansible, dbs, cloud, journal_dir):
     assert snapshot(dbs, CINDER_TABLES) == before
 
 
+@pytest.mark.newest_release
 def test_from_status_precondition(ansible, dbs, cloud, journal_dir):
     volume = cloud.volume(status='in-use', attach_status='attached')
     cloud.attachment(volume, instance_uuid='2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e', attached_host='compute1')
@@ -181,12 +187,14 @@ def test_from_status_precondition(ansible, dbs, cloud, journal_dir):
     assert snapshot(dbs, CINDER_TABLES) == before
 
 
+@pytest.mark.newest_release
 def test_in_use_needs_a_live_attachment(ansible, dbs, cloud, journal_dir):
     volume = cloud.volume(status='error', attach_status='detached')
     result = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, status='in-use', journal_dir=journal_dir))
     assert_clean_failure(result, 'has no live attachment')
 
 
+@pytest.mark.newest_release
 def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal_dir, mariadb_server):
     volume = cloud.volume(status='detaching')
     before = snapshot(dbs, CINDER_TABLES)
@@ -208,6 +216,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal
     assert not os.path.exists(journal_dir) or not os.listdir(journal_dir)
 
 
+@pytest.mark.newest_release
 def test_wrong_password_and_secrets_never_shown(ansible, dbs, cloud, journal_dir, mariadb_server):
     password = 'Sm-S3cret-pw-77'
     user = 'sm_%s' % uuid.uuid4().hex[:12]  # unique: runs may share the server
@@ -236,6 +245,7 @@ def test_wrong_password_and_secrets_never_shown(ansible, dbs, cloud, journal_dir
         admin.close()
 
 
+@pytest.mark.newest_release
 def test_rows_changed_between_plan_and_undo_are_refused(ansible, dbs, cloud, journal_dir):
     volume = cloud.volume(status='detaching')
     applied = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, status='available', journal_dir=journal_dir))
@@ -251,6 +261,7 @@ def test_rows_changed_between_plan_and_undo_are_refused(ansible, dbs, cloud, jou
     assert dbs.query('cinder', 'SELECT status FROM volumes WHERE id = %s', (volume,))[0]['status'] == 'detaching'
 
 
+@pytest.mark.newest_release
 def test_undo_refuses_a_different_database(ansible, dbs, cloud, journal_dir):
     volume = cloud.volume(status='detaching')
     applied = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, status='available', journal_dir=journal_dir))
@@ -258,6 +269,7 @@ def test_undo_refuses_a_different_database(ansible, dbs, cloud, journal_dir):
     assert_clean_failure(ansible('journal_undo', wrong), 'the journal was written for database')
 
 
+@pytest.mark.newest_release
 def test_schema_is_probed_before_planning(ansible, dbs, cloud, journal_dir):
     volume = cloud.volume(status='detaching')
     wrong_database = ansible(MODULE, dict(volume=volume, status='available', journal_dir=journal_dir,

@@ -440,6 +440,7 @@ def test_one_cell_through_nova_db_and_what_is_skipped(ansible, dbs, cloud):
     assert any('Nova not read' in note for note in cinder_only['notes'])
 
 
+@pytest.mark.newest_release
 def test_filters_thresholds_and_the_prefix_trap(ansible, dbs, cloud):
     ids = build_cloud(cloud, dbs)
     expected = expected_keys(ids)
@@ -479,6 +480,7 @@ def test_filters_thresholds_and_the_prefix_trap(ansible, dbs, cloud):
     assert 'migration_unfinished:nova:cell1/migration/%s' % ids.m_fresh in by_key(eager)
 
 
+@pytest.mark.newest_release
 def test_reports_are_written_except_in_check_mode(ansible, dbs, cloud, tmp_path):
     ids = build_cloud(cloud, dbs)
     markdown_path, html_path = str(tmp_path / 'audit.md'), str(tmp_path / 'audit.html')
@@ -584,6 +586,7 @@ def test_task_and_cache_repairs_make_their_findings_go(ansible, dbs, cloud, jour
     assert [vif['type'] for vif in cache] == ['ovs']
 
 
+@pytest.mark.newest_release
 def test_bad_input_fails_clearly(ansible, dbs, cloud):
     cloud.volume()
     cases = [
@@ -609,6 +612,7 @@ def test_bad_input_fails_clearly(ansible, dbs, cloud):
     assert any(note.startswith('inventory: instances not counted') for note in wrong['notes']), wrong['notes']
 
 
+@pytest.mark.newest_release
 def test_select_only_user_and_no_secret_in_output(ansible, dbs, cloud, mariadb_server, tmp_path):
     """A user with SELECT only is enough (nothing is written), and its password is never shown."""
     ids = build_cloud(cloud, dbs)
@@ -634,6 +638,7 @@ def test_select_only_user_and_no_secret_in_output(ansible, dbs, cloud, mariadb_s
         admin.close()
 
 
+@pytest.mark.newest_release
 def test_packed_key_sets_fall_back_to_rows_when_a_bucket_is_cut(dbs, cloud, monkeypatch):
     """Key sets travel as GROUP_CONCAT strings; a truncated one is detected and read as plain rows."""
     from ansible_collections.stackmender.openstack.plugins.module_utils import audit as auditing

@@ -8,6 +8,8 @@ journal (rows equal the originals).
 import json
 import os
 
+import pytest
+
 from tests.integration.helpers import (
     CINDER_TABLES,
     NOVA_TABLES,
@@ -108,6 +110,7 @@ def test_purge_deletes_the_rows_and_undo_reinserts_them(ansible, dbs, cloud, jou
     assert 'purge' in applied['msg']
 
 
+@pytest.mark.newest_release
 def test_nothing_matches_is_not_a_change(ansible, dbs, cloud, journal_dir):
     instance, volume, bdm = stale_bdm(cloud)
     unrelated = cloud.volume()
@@ -117,6 +120,7 @@ def test_nothing_matches_is_not_a_change(ansible, dbs, cloud, journal_dir):
     assert bdm_row(dbs, bdm)['deleted'] == 0 and volume
 
 
+@pytest.mark.newest_release
 def test_live_cinder_attachment_refuses_with_evidence_then_force_applies(ansible, dbs, cloud, journal_dir):
     host = 'compute1'
     cloud.nova_service(host)
@@ -148,6 +152,7 @@ def test_live_cinder_attachment_refuses_with_evidence_then_force_applies(ansible
     assert snapshot(dbs, CINDER_TABLES) == dict((key, rows) for key, rows in before.items() if key in CINDER_TABLES)
 
 
+@pytest.mark.newest_release
 def test_root_bdm_refuses_then_force_applies(ansible, dbs, cloud, journal_dir):
     cloud.nova_service('compute1')
     instance = cloud.instance(host='compute1', root_bdm=False)
@@ -169,6 +174,7 @@ def test_root_bdm_refuses_then_force_applies(ansible, dbs, cloud, journal_dir):
     assert bdm_row(dbs, root)['deleted'] == root
 
 
+@pytest.mark.newest_release
 def test_cell0_is_never_written_even_with_force(ansible, dbs, cloud, journal_dir):
     instance = cloud.instance(host=None, vm_state='error', power_state=0, cell='cell0')
     volume = cloud.volume(status='available')
@@ -186,6 +192,7 @@ def test_cell0_is_never_written_even_with_force(ansible, dbs, cloud, journal_dir
     assert not os.path.exists(journal_dir) or not os.listdir(journal_dir)
 
 
+@pytest.mark.newest_release
 def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal_dir):
     instance, volume, bdm = stale_bdm(cloud)
     before = snapshot(dbs, ALL_TABLES)

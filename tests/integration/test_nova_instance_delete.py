@@ -8,6 +8,8 @@ case runs check mode, apply (verified with independent SQL), a re-run
 import json
 import uuid as uuid_module
 
+import pytest
+
 from tests.integration.helpers import assert_clean_failure, db_args, run_full_cycle, snapshot
 
 MODULE = 'nova_instance_delete'
@@ -168,6 +170,7 @@ def test_full_cycle_purge_deletes_every_row_of_the_instance(ansible, dbs, cloud,
     assert set(action for _table, action in steps) == {'delete'}
 
 
+@pytest.mark.newest_release
 def test_guards_refuse_with_evidence_and_force_overrides(ansible, dbs, cloud, journal_dir):
     cloud.compute_host('compute1')
     cloud.compute_host('compute2', up=False)
@@ -199,6 +202,7 @@ def test_guards_refuse_with_evidence_and_force_overrides(ansible, dbs, cloud, jo
     assert one(dbs, 'nova', 'SELECT vm_state FROM instances WHERE uuid = %s', busy)['vm_state'] == 'deleted'
 
 
+@pytest.mark.newest_release
 def test_cell0_and_build_requests_are_never_written_even_with_force(ansible, dbs, cloud, journal_dir):
     failed_build = cloud.instance(host=None, cell='cell0', vm_state='error', root_bdm=False)
     scheduling = cloud.instance(host=None, root_bdm=False)
@@ -218,6 +222,7 @@ def test_cell0_and_build_requests_are_never_written_even_with_force(ansible, dbs
     assert snapshot(dbs, ALL_TABLES) == original
 
 
+@pytest.mark.newest_release
 def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal_dir):
     cloud.compute_host('compute1', up=False)
     instance = stranded(cloud)

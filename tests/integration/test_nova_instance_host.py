@@ -231,6 +231,7 @@ def test_instances_of_two_cells_through_nova_api_db(ansible, dbs, cloud, journal
     assert snapshot(dbs, tables) == before
 
 
+@pytest.mark.newest_release
 def test_cell0_instance_is_never_written_even_with_force(ansible, dbs, cloud, journal_dir):
     dead_host(cloud, dbs)
     instance = cloud.instance(host=None, vm_state='error', power_state=0, cell='cell0')
@@ -246,6 +247,7 @@ def test_cell0_instance_is_never_written_even_with_force(ansible, dbs, cloud, jo
     assert not os.path.exists(journal_dir) or not os.listdir(journal_dir)
 
 
+@pytest.mark.newest_release
 def test_deleted_instance_is_refused_with_its_row(ansible, dbs, cloud, journal_dir):
     dead_host(cloud, dbs)
     instance = cloud.instance(host='compute1', vm_state='deleted', deleted=True)
@@ -259,6 +261,7 @@ def test_deleted_instance_is_refused_with_its_row(ansible, dbs, cloud, journal_d
     assert snapshot(dbs, ALL_TABLES) == before
 
 
+@pytest.mark.newest_release
 def test_source_service_up_refuses_with_evidence_then_force_applies(ansible, dbs, cloud, journal_dir):
     source = cloud.compute_host('compute1')
     cloud.compute_host('compute2')
@@ -287,6 +290,7 @@ def test_source_service_up_refuses_with_evidence_then_force_applies(ansible, dbs
     assert instance_row(dbs, instance)['host'] == 'compute2'
 
 
+@pytest.mark.newest_release
 def test_down_follows_novas_rule_forced_down_or_report_older_than_service_down_time(ansible, dbs, cloud, journal_dir):
     reported = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0) - \
         datetime.timedelta(seconds=90)
@@ -309,6 +313,7 @@ def test_down_follows_novas_rule_forced_down_or_report_older_than_service_down_t
     assert not accepted.failed and accepted.changed, accepted['msg']
 
 
+@pytest.mark.newest_release
 @pytest.mark.parametrize('case', ['disabled', 'down', 'forced_down'])
 def test_target_service_disabled_or_down_refuses_with_evidence(ansible, dbs, cloud, journal_dir, case):
     hosts = (cloud.compute_host('compute1', up=False),
@@ -331,6 +336,7 @@ def test_target_service_disabled_or_down_refuses_with_evidence(ansible, dbs, clo
     assert not forced.failed and forced['forced_guards'][0]['guard'] == expected[0]
 
 
+@pytest.mark.newest_release
 def test_target_that_cannot_take_the_instance_is_refused_even_with_force(ansible, dbs, cloud, journal_dir):
     hosts = dead_host(cloud, dbs)
     instance = stranded(cloud, hosts)
@@ -363,6 +369,7 @@ def test_target_that_cannot_take_the_instance_is_refused_even_with_force(ansible
     assert snapshot(dbs, ALL_TABLES) == before
 
 
+@pytest.mark.newest_release
 def test_target_without_resource_provider_is_refused(ansible, dbs, cloud, journal_dir):
     hosts = dead_host(cloud, dbs)
     instance = stranded(cloud, hosts)
@@ -376,6 +383,7 @@ def test_target_without_resource_provider_is_refused(ansible, dbs, cloud, journa
     assert instance_row(dbs, instance)['host'] == 'compute1'
 
 
+@pytest.mark.newest_release
 def test_target_without_host_mapping_is_a_guard(ansible, dbs, cloud, journal_dir):
     hosts = dead_host(cloud, dbs)
     instance = stranded(cloud, hosts)
@@ -388,6 +396,7 @@ def test_target_without_host_mapping_is_a_guard(ansible, dbs, cloud, journal_dir
     assert instance_row(dbs, instance)['host'] == 'compute1'
 
 
+@pytest.mark.newest_release
 def test_host_bound_resources_refuse_with_evidence(ansible, dbs, cloud, journal_dir):
     hosts = dead_host(cloud, dbs)
     with_pci = stranded(cloud, hosts)
@@ -411,6 +420,7 @@ def test_host_bound_resources_refuse_with_evidence(ansible, dbs, cloud, journal_
     assert snapshot(dbs, ALL_TABLES) == before
 
 
+@pytest.mark.newest_release
 def test_instance_already_on_the_target_is_not_a_change(ansible, dbs, cloud, journal_dir):
     hosts = dead_host(cloud, dbs)
     instance = cloud.instance(host='compute2')
@@ -422,6 +432,7 @@ def test_instance_already_on_the_target_is_not_a_change(ansible, dbs, cloud, jou
     assert result['instances'] == []
 
 
+@pytest.mark.newest_release
 def test_without_placement_and_cinder_the_result_says_what_is_left(ansible, dbs, cloud, journal_dir):
     hosts = dead_host(cloud, dbs)
     instance = stranded(cloud, hosts)
@@ -434,6 +445,7 @@ def test_without_placement_and_cinder_the_result_says_what_is_left(ansible, dbs,
     assert set(provider for provider, _name in allocations(dbs, instance)) == {hosts[0]['rp_uuid']}
 
 
+@pytest.mark.newest_release
 def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal_dir):
     hosts = dead_host(cloud, dbs)
     instance = stranded(cloud, hosts)

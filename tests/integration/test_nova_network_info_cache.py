@@ -140,6 +140,7 @@ def test_api_path_rebuilds_from_the_neutron_port(ansible, dbs, cloud, journal_di
     assert applied['caches'][0]['vifs'][0]['defects'] == ['binding_failed', 'migrating_to', 'no_network']
 
 
+@pytest.mark.newest_release
 def test_guards(ansible, dbs, cloud, journal_dir, neutron):
     stub, cloud_settings = neutron
     cloud.nova_service('compute1')
@@ -204,6 +205,7 @@ def test_guards(ansible, dbs, cloud, journal_dir, neutron):
     assert refused['guards'][0]['guard'] == 'cache_unreadable'
 
 
+@pytest.mark.newest_release
 def test_bad_input(ansible, dbs, cloud, journal_dir):
     cloud.nova_service('compute1')
     instance = cloud.instance(host='compute1', network_info=failed_migration_cache())

@@ -9,6 +9,8 @@ import datetime
 import json
 import os
 
+import pytest
+
 from tests.integration.helpers import assert_clean_failure, db_args, run_full_cycle, snapshot
 
 MODULE = 'nova_task_state'
@@ -137,6 +139,7 @@ def test_abort_by_migration_uuid_on_the_destination_drops_the_hold(ansible, dbs,
                               'instance %s has no task in progress and no unfinished migration to end' % instance]
 
 
+@pytest.mark.newest_release
 def test_guards_refuse_with_evidence_and_force_applies(ansible, dbs, cloud, journal_dir):
     source = ('compute1', cloud.compute_host('compute1'))
     dest = ('compute3', cloud.compute_host('compute3', up=False))
@@ -169,6 +172,7 @@ def test_guards_refuse_with_evidence_and_force_applies(ansible, dbs, cloud, jour
     assert one(dbs, 'nova', 'SELECT status FROM migrations WHERE id = %s', migration)['status'] == 'error'
 
 
+@pytest.mark.newest_release
 def test_cell0_and_deleted_instances_are_never_written(ansible, dbs, cloud, journal_dir):
     in_cell0 = cloud.instance(host=None, vm_state='error', task_state='scheduling', power_state=0, cell='cell0')
     gone = cloud.instance(host='compute1', task_state='deleting', updated_at=AN_HOUR_AGO)
@@ -183,6 +187,7 @@ def test_cell0_and_deleted_instances_are_never_written(ansible, dbs, cloud, jour
     assert snapshot(dbs, ALL_TABLES) == before
 
 
+@pytest.mark.newest_release
 def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal_dir):
     source, dest = dead_hosts(cloud)
     instance, migration, _uuid = stuck_move(cloud, dbs, source, dest, 'compute1')
