@@ -5,6 +5,8 @@ link to the working tree, so unit tests import the module_utils and Ansible
 runs the modules exactly as they are in the checkout.
 """
 
+import sys
+
 import pytest
 
 from tests.ansible_run import run_module
@@ -53,7 +55,12 @@ def lab():
     lab_client = import_lab_client()
     started_here = not lab_client.is_up()
     if started_here:
-        lab_client.run('up', capture=False)
+        if lab_client.run('up', capture=False, check=False).returncode != 0:
+            # A lab a killed run left half-broken (a compute that lost its node identity, say) would fail
+            # every drill: start over from the cached baseline, which takes under a minute.
+            sys.stderr.write('lab: up failed, starting it fresh from the baseline\n')
+            lab_client.run('down', capture=False, check=False)
+            lab_client.run('up', '--fresh', capture=False)
     yield lab_client.info()
     if started_here:
         lab_client.run('down', capture=False)

@@ -200,3 +200,51 @@ def test_dead_compute_host_is_fenced_and_evacuated(collections_path, lab_client,
     assert skipped and all(result.get('skipped') for result in skipped)
     assert os.listdir(state_dir) == reports
     assert again.tasks('Report')[0]['msg'][0] == '0 instance(s) found on %s, target %s' % (SOURCE, TARGET)
+
+
+def test_an_instance_nova_cannot_evacuate_moves_in_the_databases(collections_path, lab_client, admin, lab_env, lab_db,
+                                                                sql, cleanup, tmp_path, restore_source):
+    """The opt-in database fallback: a server whose stop was cast to the dead compute keeps task_state
+    powering-off, which Nova's evacuate refuses. The runbook moves it in the databases and hard reboots
+    it, so Nova defines its guest on compute2."""
+    clear_source(admin)
+    server = boot_on_source(admin, cleanup, 1)[0]
+    lab_client.run('kill', 'nova-compute.%s' % SOURCE)
+    admin.compute.stop_server(server.id)
+    wait_for('Nova records the stop', lambda: admin.compute.get_server(server.id).task_state == 'powering-off', wait=30)
+    variables = dict(compute_node_evacuation_cloud='lab-admin', compute_node_evacuation_failed_host=SOURCE,
+                     compute_node_evacuation_target_host=TARGET, compute_node_evacuation_fenced=True,
+                     compute_node_evacuation_state_dir=str(tmp_path / 'state'), compute_node_evacuation_wait_timeout=90,
+                     compute_node_evacuation_down_timeout=90,
+                     # The lab's nova.conf: the database path must judge the service as Nova does.
+                     compute_node_evacuation_service_down_time=30)
+
+    # Without the fallback the server is left, and the run says so and fails.
+    left = run_playbook(collections_path, PLAYBOOK, variables, env=lab_env)
+    assert left.returncode != 0
+    assert admin.compute.get_server(server.id).compute_host == SOURCE
+    assert 'compute_node_evacuation_db_fallback is off' in left.stdout
+
+    fallback = dict(variables, compute_node_evacuation_db_fallback=True, compute_node_evacuation_nova_api_db=lab_db[
+        'nova_api'], compute_node_evacuation_placement_db=lab_db['placement'],
+                    compute_node_evacuation_cinder_db=lab_db['cinder'])
+    moved = run_playbook(collections_path, PLAYBOOK, fallback, env=lab_env)
+    assert moved.returncode == 0, [(entry["task"], entry["result"].get("msg"), entry["result"].get("guards")) for entry in moved.failed]
+    journal = moved.tasks('Move the instances Nova could not evacuate, in the databases')[0]['journal']
+    assert journal and os.path.isfile(journal)
+    # Proven through the API: on compute2, running after the hard reboot, no task left; placement follows.
+    after = admin.compute.get_server(server.id)
+    assert (after.compute_host, after.status, after.task_state) == (TARGET, 'ACTIVE', None), after
+    used = sql('SELECT DISTINCT p.name FROM placement.allocations a JOIN placement.resource_providers p '
+               'ON p.id = a.resource_provider_id WHERE a.consumer_id = %s', server.id)
+    assert [row['name'] for row in used] == [after.hypervisor_hostname], used
+    rows = []
+    for name in os.listdir(str(tmp_path / 'state')):
+        if name.endswith('.json'):
+            with open(str(tmp_path / 'state' / name)) as handle:
+                rows += [row for row in json.load(handle)['instances'] if row['id'] == server.id]
+    assert [(row['path'], row['ok']) for row in rows if row['path'] == 'database'] == [('database', True)], rows
+
+    again = run_playbook(collections_path, PLAYBOOK, fallback, env=lab_env)
+    assert again.returncode == 0, again.stdout[-6000:]
+    assert again.changed == [], again.changed
