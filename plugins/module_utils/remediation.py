@@ -109,6 +109,19 @@ class Plan(object):
         self.notes.append(message)
 
 
+def refuse_never_overridden(hard, plan):
+    """Fail when any of ``hard`` (guards that force never lifts) holds; nothing has been written yet.
+
+    The result shows them first, then the plan's ordinary guards, so the operator sees everything
+    that stands in the way at once.
+    """
+    if not hard:
+        return
+    guards = [guard.to_result() for guard in hard] + [guard.to_result() for guard in plan.guards]
+    raise GuardRefusal('refused: %s. This is never overridden, even with force. Nothing was changed'
+                       % '; '.join(guard.message for guard in hard), guards=guards)
+
+
 def describe_calls(calls):
     """``before``/``after`` of an API plan, per service and resource."""
     before, after = {}, {}

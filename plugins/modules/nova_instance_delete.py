@@ -246,13 +246,14 @@ from ansible_collections.stackmender.openstack.plugins.module_utils import cloud
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import instance_records as records
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES, service_is_up
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
     Guard,
     Plan,
     RemediationModule,
+    refuse_never_overridden,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
 
@@ -324,14 +325,6 @@ class NovaInstanceDelete(RemediationModule):
             result['instances'] = self.deleted
         super(NovaInstanceDelete, self)._finish(result, plan)
 
-    @staticmethod
-    def _refuse_hard(hard, plan):
-        if not hard:
-            return
-        guards = [guard.to_result() for guard in hard] + [guard.to_result() for guard in plan.guards]
-        raise GuardRefusal('refused: %s. This is never overridden, even with force. Nothing was changed'
-                           % '; '.join(guard.message for guard in hard), guards=guards)
-
     # ============================================================ database path
 
     def plan_db(self):
@@ -343,7 +336,7 @@ class NovaInstanceDelete(RemediationModule):
         for cell in cells:
             records.require_cell_schema(self.schema(cell.name, 'nova'), purge and not cell.is_cell0)
         found = self._find(cells, hard)
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         by_cell = {}
         for uuid in self.instance_ids:
             row = found.get(uuid)
@@ -354,7 +347,7 @@ class NovaInstanceDelete(RemediationModule):
             rows = by_cell.get(cell.name)
             if rows:
                 touched.extend(self._plan_cell(cell, rows, plan, hard, stamp))
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         uuids = [uuid for uuid in self.instance_ids if uuid in found or purge]
         api_changed = self._plan_api_rows(uuids, plan, stamp) if NOVA_API in self.targets else set()
         placement_changed = self._plan_placement(uuids, plan) if PLACEMENT in self.targets else set()
@@ -744,7 +737,7 @@ class NovaInstanceDelete(RemediationModule):
             self.deleted.append(dict(instance=uuid, host=host, vm_state=server.vm_state,
                                      task_state=server.task_state, action='api-delete',
                                      compute_service='down' if host and not up else ('up' if up else None)))
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         return plan
 
     def _api_server(self, uuid):

@@ -281,7 +281,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES, service_is_up
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
@@ -289,6 +289,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.remediation 
     Guard,
     Plan,
     RemediationModule,
+    refuse_never_overridden,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
     chunks,
@@ -392,14 +393,6 @@ class NovaInstanceHost(RemediationModule):
             result['instances'] = self.moved
         super(NovaInstanceHost, self)._finish(result, plan)
 
-    @staticmethod
-    def _refuse_hard(hard, plan):
-        if not hard:
-            return
-        guards = [guard.to_result() for guard in hard] + [guard.to_result() for guard in plan.guards]
-        raise GuardRefusal('refused: %s. This is never overridden, even with force. Nothing was changed'
-                           % '; '.join(guard.message for guard in hard), guards=guards)
-
     # ============================================================ database path
 
     def plan_db(self):
@@ -410,7 +403,7 @@ class NovaInstanceHost(RemediationModule):
         for cell in cells:
             self._require_nova_schema(cell)
         instances = self._select_instances(cells, hard)
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         if not instances:
             plan.note('no live instance on host %s' % self.from_host if self.from_host else 'no instance selected')
             return plan
@@ -432,7 +425,7 @@ class NovaInstanceHost(RemediationModule):
                     continue
                 row['target'] = target
                 moving.append(row)
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         if not moving:
             return plan
 
@@ -447,7 +440,7 @@ class NovaInstanceHost(RemediationModule):
             plan.warn('placement was not given (placement_db): the allocations of the moved instance(s) stay on the '
                       'source compute node; run nova-manage placement heal_allocations --force --instance UUID for '
                       'each of %s' % ', '.join(row['uuid'] for row in moving))
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         if CINDER in self.targets:
             self._plan_cinder(moving, plan, stamp)
         self._warn_followups(moving, plan)
@@ -843,7 +836,7 @@ class NovaInstanceHost(RemediationModule):
                      for service in compute.services(binary='nova-compute')]
             hard.append(Guard('target_service_missing', 'the Compute API knows no nova-compute service on target host %s'
                               % self.target_host, known or [dict(host=self.target_host, services_found=0)]))
-            self._refuse_hard(hard, plan)
+            refuse_never_overridden(hard, plan)
         shown_target = self._shown_api_service(target)
         if target.status == 'disabled':
             plan.refuse('target_service_disabled', 'the nova-compute service of target host %s is disabled (%s)'
@@ -869,10 +862,10 @@ class NovaInstanceHost(RemediationModule):
                 raise ApiUnsuitable('instance %s is %s; Nova evacuates only active, stopped or error instances'
                                     % (server.id, server.vm_state))
             by_source.setdefault(server.compute_host, []).append(server)
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         if by_source and 'nova_api_db' in self.targets:
             self._api_same_cell(by_source, hard)
-            self._refuse_hard(hard, plan)
+            refuse_never_overridden(hard, plan)
         for source_host in sorted(by_source):
             self._plan_api_source(plan, source_host, by_source[source_host], microversion)
         if not by_source and not plan.notes:
@@ -925,7 +918,6 @@ class NovaInstanceHost(RemediationModule):
                 hard.append(Guard('target_in_other_cell', message, [source, target]))
 
     def _plan_api_source(self, plan, source_host, servers, microversion):
-        compute = self.conn.compute
         service = self._api_service(source_host)
         if service is None:
             raise ApiUnsuitable('the Compute API knows no nova-compute service on source host %s' % source_host)

@@ -232,10 +232,15 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import network_info as cache_model
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Guard, Plan, RemediationModule
+from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
+    Guard,
+    Plan,
+    RemediationModule,
+    refuse_never_overridden,
+)
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
     chunks,
     host_name,
@@ -336,14 +341,6 @@ class NovaNetworkInfoCache(RemediationModule):
             result['caches'] = self.caches
         super(NovaNetworkInfoCache, self)._finish(result, plan)
 
-    @staticmethod
-    def _refuse_hard(hard, plan):
-        if not hard:
-            return
-        guards = [guard.to_result() for guard in hard] + [guard.to_result() for guard in plan.guards]
-        raise GuardRefusal('refused: %s. This is never overridden, even with force. Nothing was changed'
-                           % '; '.join(guard.message for guard in hard), guards=guards)
-
     # ------------------------------------------------------------------ plan
 
     def plan_db(self):
@@ -361,7 +358,7 @@ class NovaNetworkInfoCache(RemediationModule):
                                           'dest_compute', 'deleted'), purpose='check for unfinished migrations')
             schema.require('services', ('id', 'host', 'binary', 'deleted'), purpose='check the host name')
         instances = self._select_instances(cells, hard)
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         work = []
         for row in instances:
             vifs = self._read_cache(row, hard)
@@ -381,7 +378,7 @@ class NovaNetworkInfoCache(RemediationModule):
                 continue
             row['broken'] = broken
             work.append(row)
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         missing_ports = set(self.port_ids)
         for row in instances:
             for vif in row.get('vifs') or []:
@@ -399,7 +396,7 @@ class NovaNetworkInfoCache(RemediationModule):
                 self._plan_from_neutron(row, plan, hard)
             else:
                 self._plan_from_options(row, plan, hard)
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         for row in work:
             if not row.get('repairs'):
                 continue

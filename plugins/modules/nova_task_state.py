@@ -272,7 +272,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils import cloud
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
 from ansible_collections.stackmender.openstack.plugins.module_utils import tasks
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES, service_is_up
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
@@ -280,6 +280,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.remediation 
     Guard,
     Plan,
     RemediationModule,
+    refuse_never_overridden,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
 
@@ -379,14 +380,6 @@ class NovaTaskState(RemediationModule):
             result['instances'] = self.report
         super(NovaTaskState, self)._finish(result, plan)
 
-    @staticmethod
-    def _refuse_hard(hard, plan):
-        if not hard:
-            return
-        guards = [guard.to_result() for guard in hard] + [guard.to_result() for guard in plan.guards]
-        raise GuardRefusal('refused: %s. This is never overridden, even with force. Nothing was changed'
-                           % '; '.join(guard.message for guard in hard), guards=guards)
-
     def _recent(self, plan, what, row, reference, changed_at):
         """The task_recent guard for one row: it changed less than older_than minutes before ``reference``."""
         minutes = self.params['older_than']
@@ -410,7 +403,7 @@ class NovaTaskState(RemediationModule):
         for cell in cells:
             self._require_nova_schema(cell)
         selected = self._select_targets(cells, hard, plan)
-        self._refuse_hard(hard, plan)
+        refuse_never_overridden(hard, plan)
         holds = []
         for entry in selected:
             self._plan_instance(entry, plan, stamp, holds)
@@ -696,7 +689,6 @@ class NovaTaskState(RemediationModule):
         if not self.instance_ids:
             raise ApiUnsuitable('the Compute API finds migrations only through their instance; give instance too')
         plan = Plan()
-        compute = self.conn.compute
         reference = datetime.datetime.utcnow().replace(microsecond=0)
         wanted = set(self.migration_ids) | set(self.migration_uuids)
         matched = set()
