@@ -21,6 +21,7 @@ import pytest
 from tests.drills.conftest import new_server
 
 MODULE = 'nova_network_info_cache'
+CACHE_CLASSES = ('info_cache_binding_failed', 'info_cache_vif_without_network', 'info_cache_migrating_to')
 OVS_DETAILS = {'port_filter': True, 'connectivity': 'l2', 'bridge_name': 'br-int', 'datapath_type': 'system'}
 
 pytestmark = [
@@ -71,7 +72,16 @@ def test_failed_live_migration_cache_is_rebuilt_from_neutron(
                    json.dumps(broken), server.id) == 1
         assert server_detail_status(admin) == 500
 
-        args = api_args(instance=server.id, nova_api_db=lab_db['nova_api'])
+        # The audit names all three defects, and the repair of the one behind the 500 needs the API.
+        audit = dict(nova_api_db=lab_db['nova_api'], classes=list(CACHE_CLASSES))
+        found = dict((finding['class'], finding) for finding in ansible('consistency_info', audit)['findings']
+                     if finding['resources']['instance'] == server.id)
+        assert sorted(found) == sorted(CACHE_CLASSES), found
+        repair = found['info_cache_vif_without_network']['repair']
+        assert repair == {'module': 'stackmender.openstack.' + MODULE, 'args': {'instance': [server.id], 'method': 'api'}}
+
+        # The finding's own call, with the cloud and the database to write the cache in.
+        args = api_args(nova_api_db=lab_db['nova_api'], **repair['args'])
         checked = ansible(MODULE, args, check=True, diff=True, env=lab_env)
         assert not checked.failed and checked.changed, checked.get('msg')
         assert checked['method'] == 'api'
@@ -93,6 +103,8 @@ def test_failed_live_migration_cache_is_rebuilt_from_neutron(
 
         again = ansible(MODULE, args, env=lab_env)
         assert not again.failed and not again.changed, again
+        after = ansible('consistency_info', audit)['findings']
+        assert not [finding for finding in after if finding['resources']['instance'] == server.id], after
     finally:
         # Nova's delete of the server must not find ports the stand-in cannot unbind.
         for kind in ('ports', 'subnets', 'networks'):
