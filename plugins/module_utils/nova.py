@@ -11,19 +11,20 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.errors impor
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
 
 
-def instance_rows(cells, columns, uuids=(), host=None):
+def instance_rows(cells, columns, uuids=(), host=None, optional=(), has_column=None):
     """Instance rows across cells: {uuid: [row, ...]}, each row naming its ``cell``.
 
     By ``uuids`` every row is read, deleted ones included, so a caller can tell
     a deleted instance from an unknown one and see an instance live in two
     cells. By ``host``, the live rows on that host (cell0 is skipped: its
-    instances were never on a host). ``columns`` is the SELECT list, or a
-    function of the cell that returns it (columns differ between releases).
+    instances were never on a host). ``columns`` is the SELECT list; each of
+    ``optional`` is added where ``has_column(cell, name)`` says the cell's
+    schema has it (columns differ between releases).
     The dict keeps the order in which uuids were first met: cell by cell, by id.
     """
     by_uuid = {}
     for cell in cells:
-        select = columns(cell) if callable(columns) else columns
+        select = columns + ''.join(', %s' % name for name in optional if has_column(cell, name))
         if host is not None:
             if cell.is_cell0:
                 continue

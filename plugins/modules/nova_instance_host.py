@@ -466,15 +466,12 @@ class NovaInstanceHost(RemediationModule):
                                           'updated_at'),
                        purpose='clear the migration context')
 
-    def _instance_columns(self, cell):
-        columns = ['id', 'uuid', 'host', 'node', 'task_state', 'vm_state', 'power_state', 'deleted', 'updated_at']
-        if self.schema(cell.name, 'nova').has('instances', 'compute_id'):
-            columns.append('compute_id')
-        return ', '.join(columns)
-
     def _select_instances(self, cells, hard):
-        by_uuid = nova.instance_rows(cells, self._instance_columns, uuids=self.instance_ids,
-                                     host=self.from_host or None)
+        # compute_id exists from 2023.1 on; older cells are read without it.
+        by_uuid = nova.instance_rows(
+            cells, 'id, uuid, host, node, task_state, vm_state, power_state, deleted, updated_at',
+            uuids=self.instance_ids, host=self.from_host or None, optional=('compute_id',),
+            has_column=lambda cell, column: self.schema(cell.name, 'nova').has('instances', column))
         nova.require_instances(self.instance_ids, by_uuid)
         selected = []
         for uuid in sorted(by_uuid, key=lambda item: by_uuid[item][0]['id']):

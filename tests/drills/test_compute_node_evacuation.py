@@ -76,8 +76,8 @@ def clear_source(admin):
     """
     leftovers = list(admin.compute.servers(all_projects=True, host=SOURCE))
     for server in leftovers:
-        print('deleting a server left on %s by an earlier test: %s (%s, %s)' % (SOURCE, server.name, server.id,
-                                                                               server.status))
+        print('deleting a server left on %s by an earlier test: %s (%s, %s)'
+              % (SOURCE, server.name, server.id, server.status))
         admin.compute.delete_server(server)
     for server in leftovers:
         admin.compute.wait_for_delete(server, wait=WAIT)
@@ -203,7 +203,7 @@ def test_dead_compute_host_is_fenced_and_evacuated(collections_path, lab_client,
 
 
 def test_an_instance_nova_cannot_evacuate_moves_in_the_databases(collections_path, lab_client, admin, lab_env, lab_db,
-                                                                sql, cleanup, tmp_path, restore_source):
+                                                                 sql, cleanup, tmp_path, restore_source):
     """The opt-in database fallback: a server whose stop was cast to the dead compute keeps task_state
     powering-off, which Nova's evacuate refuses. The runbook moves it in the databases and hard reboots
     it, so Nova defines its guest on compute2."""
@@ -225,8 +225,9 @@ def test_an_instance_nova_cannot_evacuate_moves_in_the_databases(collections_pat
     assert admin.compute.get_server(server.id).compute_host == SOURCE
     assert 'compute_node_evacuation_db_fallback is off' in left.stdout
 
-    fallback = dict(variables, compute_node_evacuation_db_fallback=True, compute_node_evacuation_nova_api_db=lab_db[
-        'nova_api'], compute_node_evacuation_placement_db=lab_db['placement'],
+    fallback = dict(variables, compute_node_evacuation_db_fallback=True,
+                    compute_node_evacuation_nova_api_db=lab_db['nova_api'],
+                    compute_node_evacuation_placement_db=lab_db['placement'],
                     compute_node_evacuation_cinder_db=lab_db['cinder'])
     moved = run_playbook(collections_path, PLAYBOOK, fallback, env=lab_env)
     assert moved.returncode == 0, [(entry["task"], entry["result"].get("msg"), entry["result"].get("guards")) for entry in moved.failed]
