@@ -64,3 +64,21 @@ def lab():
     yield lab_client.info()
     if started_here:
         lab_client.run('down', capture=False)
+
+
+# The drills' times against their budgets, printed at the end of a run that ran any (tests/drills/budgets.py).
+_DRILL_TIMES = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when == 'call' and report.passed and report.nodeid.startswith('tests/drills/'):
+        from tests.drills.budgets import drill_key
+        _DRILL_TIMES[drill_key(report.nodeid)] = report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _DRILL_TIMES:
+        from tests.drills.budgets import table
+        terminalreporter.section('drill times against their budgets (call phase, seconds)')
+        for line in table(_DRILL_TIMES):
+            terminalreporter.write_line(line)
