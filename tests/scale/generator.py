@@ -102,6 +102,29 @@ def _literal(value):
     return "'%s'" % value.replace('\\', '\\\\').replace("'", "''")
 
 
+# One OVS port with a fixed IP, in the shape nova's NetworkInfo serialises (json.dumps); the port id and
+# address vary per instance.
+_VIF = json.dumps([{
+    'id': '@PORT@', 'address': 'fa:16:3e:@MAC@', 'type': 'ovs', 'devname': 'tap@DEV@', 'ovs_interfaceid': '@PORT@',
+    'qbh_params': None, 'qbg_params': None, 'active': True, 'vnic_type': 'normal', 'meta': {},
+    'preserve_on_delete': False, 'delegate_create': True, 'profile': {},
+    'details': {'port_filter': True, 'connectivity': 'l2', 'bridge_name': 'br-int', 'datapath_type': 'system'},
+    'network': {'id': '5b3e6c1c-7d1e-4f5a-9c1e-2f6a0b9d1e11', 'bridge': 'br-int', 'label': 'private',
+                'meta': {'injected': False, 'tenant_id': 'x', 'mtu': 1450, 'physical_network': None,
+                         'tunneled': True},
+                'subnets': [{'cidr': '10.0.0.0/16', 'dns': [], 'routes': [], 'version': 4,
+                             'meta': {'dhcp_server': '10.0.0.2'},
+                             'gateway': {'address': '10.0.0.1', 'type': 'gateway', 'version': 4, 'meta': {}},
+                             'ips': [{'address': '@IP@', 'type': 'fixed', 'version': 4, 'meta': {},
+                                      'floating_ips': []}]}]}}])
+
+
+def network_info(port_id, index):
+    mac = '%02x:%02x:%02x' % ((index >> 16) & 255, (index >> 8) & 255, index & 255)
+    address = '10.0.%d.%d' % ((index >> 8) & 255, index & 255)
+    return _VIF.replace('@PORT@', port_id).replace('@MAC@', mac).replace('@DEV@', port_id[:11]).replace('@IP@', address)
+
+
 def _uuids(rng, count):
     return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _number in range(count)]
 
@@ -143,7 +166,7 @@ def generate(dbs, instances, fraction=0.01, seed=1):
     service_uuid = dict((backend, str(uuid.UUID(int=rng.getrandbits(128), version=4)))
                         for backend in backends + [OLD_CINDER_HOST])
     spare_ids = _uuids(rng, instances // SPARE_VOLUME_RATIO)
-    row_uuids = iter(_uuids(rng, 2 * instances + len(all_hosts) + 2))
+    row_uuids = iter(_uuids(rng, 3 * instances + len(all_hosts) + 2))  # BDMs, ports, services
 
     # ------------------------------------------------------------ nova cell
     def write_nova():
@@ -171,7 +194,7 @@ def generate(dbs, instances, fraction=0.01, seed=1):
             [(number + 1, stamp, stamp, 0, number + 1, host, host, node_uuids[number], 64, 262144, 2000, 0, 512, 0,
               'QEMU', 8002000, '{}', 0, 1) for number, host in enumerate(all_hosts)])
 
-        instance_rows, bdm_rows = [], []
+        instance_rows, bdm_rows, cache_rows = [], [], []
         bdm_id = 0
         for index in range(instances):
             kind = kind_of.get(index)
@@ -192,11 +215,15 @@ def generate(dbs, instances, fraction=0.01, seed=1):
                              attachment_ids[index], 'volume', 'volume', None, '/dev/vdb', 'disk',
                              json.dumps({'driver_volume_type': 'iscsi', 'serial': volume_ids[index]}), 0,
                              next(row_uuids)))
+            # Every instance has one port: its network info cache, as nova-compute writes it (about 1 KB).
+            cache_rows.append((stamp, stamp, 0, instance_uuids[index], network_info(next(row_uuids), index)))
         nova.insert('instances', (
             'id', 'created_at', 'updated_at', 'deleted', 'uuid', 'user_id', 'project_id', 'vm_state', 'power_state',
             'host', 'node', 'launched_on', 'compute_id', 'memory_mb', 'vcpus', 'root_gb', 'ephemeral_gb',
             'instance_type_id', 'hostname', 'display_name', 'availability_zone', 'launched_at', 'root_device_name',
             'cleaned'), instance_rows)
+        nova.insert('instance_info_caches', ('created_at', 'updated_at', 'deleted', 'instance_uuid', 'network_info'),
+                    cache_rows)
         nova.insert('block_device_mapping', (
             'id', 'created_at', 'deleted_at', 'deleted', 'instance_uuid', 'volume_id', 'attachment_id', 'source_type',
             'destination_type', 'boot_index', 'device_name', 'device_type', 'connection_info',

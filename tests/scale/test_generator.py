@@ -54,6 +54,7 @@ def test_generated_cloud_has_the_rows_and_the_injected_fraction(dbs, fraction):
     assert counts['nova.instances'] == INSTANCES
     assert counts['nova_api.instance_mappings'] == INSTANCES
     assert counts['nova.block_device_mapping'] == 2 * INSTANCES
+    assert counts['nova.instance_info_caches'] == INSTANCES
     assert counts['cinder.volumes'] == INSTANCES + INSTANCES // 10
     assert counts['cinder.volume_attachment'] == INSTANCES
     assert counts['placement.consumers'] == INSTANCES
@@ -94,3 +95,8 @@ def test_everything_not_injected_is_consistent(dbs):
         'nova', 'SELECT host, COUNT(*) AS n FROM instances GROUP BY host'))
     assert hosts[DEAD_HOST] == len(manifest.injected['dead_host'])
     assert OLD_CINDER_HOST in [row['host'] for row in dbs.query('cinder', 'SELECT host FROM services')]
+    # Every instance has a network info cache of one port with its network, as a running cloud does.
+    caches = dbs.query('nova', 'SELECT instance_uuid, network_info FROM instance_info_caches WHERE deleted = 0')
+    assert len(caches) == INSTANCES
+    assert all(len(json.loads(row['network_info'])) == 1 and json.loads(row['network_info'])[0]['network']['label']
+               for row in caches)
