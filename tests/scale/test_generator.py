@@ -5,6 +5,8 @@ each kind of injected inconsistency found by the rule that defines it, so
 the injected fraction is proved on the data, not taken from the manifest.
 """
 
+import json
+
 import pytest
 
 from tests.scale.generator import DEAD_HOST, KINDS, OLD_CINDER_HOST, generate
