@@ -1124,6 +1124,11 @@ def migration_unfinished(audit, spec):
                 key='%s/migration/%s' % (cell.option, row['id']), fix=fix, hint=hint)
 
 
+# Text that marks a cache worth reading in full: a failed binding, a leftover migrating_to, a VIF
+# without network (Nova writes the cache with json.dumps). One LIKE each in _info_cache_rows.
+CACHE_MARKERS = ('binding_failed', 'migrating_to', '"network": null')
+
+
 def _info_cache_rows(audit, cell):
     """Live instances of a cell whose info cache is missing, short (NULL, empty, []) or mentions a failed
     binding or a migrating_to profile: one sequential scan of the caches flags them (LIKE only
@@ -1136,7 +1141,7 @@ def _info_cache_rows(audit, cell):
                           "CASE WHEN c.deleted <> 0 THEN 'deleted' WHEN c.network_info IS NULL "
                           "OR LENGTH(c.network_info) < 8 OR c.network_info LIKE %s OR c.network_info LIKE %s "
                           "OR c.network_info LIKE %s THEN 'look' ELSE '' END"),
-            'FROM instance_info_caches c', 'c.id DIV 1000', ('%binding_failed%', '%migrating_to%', '%"network": null%'))
+            'FROM instance_info_caches c', 'c.id DIV 1000', tuple('%' + marker + '%' for marker in CACHE_MARKERS))
         live = audit.live_instances()
         cached = set(instance for _id, instance, flag in flags if flag != 'deleted')
         look = [int(cache_id) for cache_id, instance, flag in flags if flag == 'look' and instance in live]
@@ -1162,7 +1167,7 @@ def _info_cache_rows(audit, cell):
 
 def _info_cache_suspects(audit, cell):
     return [row for row in _info_cache_rows(audit, cell) if row['network_info']
-            and any(marker in row['network_info'] for marker in ('binding_failed', 'migrating_to', '"network": null'))]
+            and any(marker in row['network_info'] for marker in CACHE_MARKERS)]
 
 
 def _vifs(network_info):

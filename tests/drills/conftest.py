@@ -68,6 +68,39 @@ def lab_db(lab):
     return lab['database']['urls']
 
 
+def compute_service(admin, host):
+    """The nova-compute service of ``host`` through the Compute API (the filter is a prefix match)."""
+    return [service for service in admin.compute.services(binary='nova-compute', host=host) if service.host == host][0]
+
+
+def wait_for(what, condition, wait=WAIT):
+    deadline = time.time() + wait
+    while not condition():
+        assert time.time() < deadline, '%s: not within %s s' % (what, wait)
+        time.sleep(1)
+
+
+@pytest.fixture
+def compute1_restored(admin, lab_client):
+    """After a drill that kills compute1: it runs again, its evacuation records are completed, and its
+    service is up, enabled and not forced down, so later drills find the lab as before."""
+    yield
+    lab_client.run('start', 'nova-compute.compute1')
+    service = compute_service(admin, 'compute1')
+    if service.is_forced_down or service.status == 'disabled':
+        # Nova lifts forced_down only once the restarted compute has destroyed the evacuated guests
+        # and marked their evacuations completed.
+        wait_for('compute1 cleans up its evacuated guests', lambda: not [
+            migration for migration in admin.compute.migrations(source_compute='compute1', migration_type='evacuation')
+            if migration.status in ('accepted', 'pre-migrating', 'done')])
+        response = admin.compute.put('/os-services/%s' % service.id, microversion='2.53',
+                                     json={'forced_down': False, 'status': 'enabled'})
+        assert response.status_code == 200, response.text
+    wait_for('compute1 reports up', lambda: compute_service(admin, 'compute1').state == 'up')
+    service = compute_service(admin, 'compute1')
+    assert (service.status, service.is_forced_down) == ('enabled', False)
+
+
 @pytest.fixture
 def cleanup(admin):
     """Servers and volumes a test made, removed afterwards so the lab's quotas never fill up."""

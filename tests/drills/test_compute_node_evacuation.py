@@ -12,13 +12,12 @@ compute1 then comes back, destroys its stale guests and is enabled again.
 
 import json
 import os
-import time
 
 import pytest
 
 from tests.ansible_run import run_playbook
 from tests.collection_path import REPO_ROOT
-from tests.drills.conftest import FLAVOR, IMAGE, WAIT
+from tests.drills.conftest import FLAVOR, IMAGE, WAIT, compute_service, wait_for
 
 PLAYBOOK = os.path.join(REPO_ROOT, 'playbooks', 'compute_node_evacuation.yml')
 SOURCE, TARGET = 'compute1', 'compute2'
@@ -30,16 +29,6 @@ pytestmark = [
 ]
 
 
-def compute_service(admin, host):
-    return [service for service in admin.compute.services(binary='nova-compute', host=host) if service.host == host][0]
-
-
-def wait_for(what, condition, wait=WAIT):
-    deadline = time.time() + wait
-    while not condition():
-        assert time.time() < deadline, '%s: not within %s s' % (what, wait)
-        time.sleep(1)
-
 
 def placement(admin, server_ids):
     """server id -> (host, status, power state, task state), through the Compute API."""
@@ -50,23 +39,6 @@ def placement(admin, server_ids):
     return found
 
 
-@pytest.fixture
-def restore_source(admin, lab_client):
-    """After the drill: compute1 back, its evacuation records completed, the service up and enabled again."""
-    yield
-    lab_client.run('start', 'nova-compute.%s' % SOURCE)
-    service = compute_service(admin, SOURCE)
-    if service.is_forced_down or service.status == 'disabled':
-        # Nova lifts forced_down only once the restarted compute has destroyed the evacuated guests.
-        wait_for('compute1 cleans up its evacuated guests', lambda: not [
-            migration for migration in admin.compute.migrations(source_compute=SOURCE, migration_type='evacuation')
-            if migration.status in ('accepted', 'pre-migrating', 'done')])
-        response = admin.compute.put('/os-services/%s' % service.id, microversion='2.53',
-                                     json={'forced_down': False, 'status': 'enabled'})
-        assert response.status_code == 200, response.text
-    wait_for('compute1 reports up', lambda: compute_service(admin, SOURCE).state == 'up')
-    service = compute_service(admin, SOURCE)
-    assert (service.status, service.is_forced_down) == ('enabled', False)
 
 
 def clear_source(admin):
@@ -97,7 +69,7 @@ def boot_on_source(admin, cleanup, count):
 
 
 def test_dead_compute_host_is_fenced_and_evacuated(collections_path, lab_client, admin, lab_env, cleanup, tmp_path,
-                                                   restore_source):
+                                                   compute1_restored):
     clear_source(admin)
     servers = boot_on_source(admin, cleanup, 3)
     running_ids = [server.id for server in servers[:2]]
@@ -203,7 +175,7 @@ def test_dead_compute_host_is_fenced_and_evacuated(collections_path, lab_client,
 
 
 def test_an_instance_nova_cannot_evacuate_moves_in_the_databases(collections_path, lab_client, admin, lab_env, lab_db,
-                                                                 sql, cleanup, tmp_path, restore_source):
+                                                                 sql, cleanup, tmp_path, compute1_restored):
     """The opt-in database fallback: a server whose stop was cast to the dead compute keeps task_state
     powering-off, which Nova's evacuate refuses. The runbook moves it in the databases and hard reboots
     it, so Nova defines its guest on compute2."""

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.drills.conftest import WAIT, attach, new_server, new_volume, wait_status
+from tests.drills.conftest import attach, compute_service, new_server, new_volume, wait_for, wait_status
 from tests.integration.helpers import assert_clean_failure
 
 MODULE = 'nova_instance_delete'
@@ -28,16 +28,6 @@ pytestmark = [
     pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore::PendingDeprecationWarning'),
 ]
 
-
-def compute_service(admin, host):
-    return [service for service in admin.compute.services(binary='nova-compute', host=host) if service.host == host][0]
-
-
-def wait_for(what, condition, wait=WAIT):
-    deadline = time.time() + wait
-    while not condition():
-        assert time.time() < deadline, '%s: not within %s s' % (what, wait)
-        time.sleep(1)
 
 
 @contextlib.contextmanager
@@ -62,15 +52,10 @@ def heartbeat_kept(lab_client, lab, host):
         connection.close()
 
 
-@pytest.fixture
-def restore_compute(admin, lab_client):
-    yield
-    lab_client.run('start', 'nova-compute.%s' % HOST)
-    wait_for('compute1 reports up', lambda: compute_service(admin, HOST).state == 'up')
 
 
 def test_server_on_a_dead_compute_is_deleted_through_nova(ansible, lab, lab_client, admin, api_args, lab_env, sql,
-                                                          cleanup, restore_compute):
+                                                          cleanup, compute1_restored):
     server = new_server(admin, 'delete', cleanup, availability_zone='nova:%s' % HOST)
     volume = new_volume(admin, admin, 'delete', cleanup)
     attach(admin, admin, server, volume)

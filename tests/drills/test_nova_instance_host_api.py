@@ -8,11 +8,10 @@ comes back, destroys its stale guest as Nova's evacuation record tells it,
 and is enabled again.
 """
 
-import time
 
 import pytest
 
-from tests.drills.conftest import WAIT, new_server
+from tests.drills.conftest import compute_service, new_server, wait_for
 from tests.integration.helpers import assert_clean_failure
 
 MODULE = 'nova_instance_host'
@@ -25,37 +24,11 @@ pytestmark = [
 ]
 
 
-def compute_service(admin, host):
-    return [service for service in admin.compute.services(binary='nova-compute', host=host) if service.host == host][0]
 
-
-def wait_for(what, condition, wait=WAIT):
-    deadline = time.time() + wait
-    while not condition():
-        assert time.time() < deadline, '%s: not within %s s' % (what, wait)
-        time.sleep(1)
-
-
-@pytest.fixture
-def restore_source(admin, lab_client):
-    """After the drill: compute1 back, its evacuation record completed, the service enabled again."""
-    yield
-    lab_client.run('start', 'nova-compute.%s' % SOURCE)
-    service = compute_service(admin, SOURCE)
-    if service.is_forced_down or service.status == 'disabled':
-        # Nova refuses to lift forced_down while an evacuation from the host is 'done' but not yet
-        # cleaned up; the restarted compute destroys the stale guest and marks it 'completed'.
-        wait_for('compute1 cleans up its evacuated guests', lambda: not [
-            migration for migration in admin.compute.migrations(source_compute=SOURCE, migration_type='evacuation')
-            if migration.status in ('accepted', 'pre-migrating', 'done')])
-        response = admin.compute.put('/os-services/%s' % service.id, microversion='2.53',
-                                     json={'forced_down': False, 'status': 'enabled'})
-        assert response.status_code == 200, response.text
-    wait_for('compute1 reports up', lambda: compute_service(admin, SOURCE).state == 'up')
 
 
 def test_dead_compute_is_fenced_and_its_server_evacuated(ansible, lab_client, admin, api_args, lab_env, cleanup,
-                                                         restore_source):
+                                                         compute1_restored):
     server = new_server(admin, 'evacuate', cleanup, availability_zone='nova:%s' % SOURCE)
     assert server.compute_host == SOURCE
     args = api_args(instance=server.id, host=TARGET, method='api', wait_timeout=90)

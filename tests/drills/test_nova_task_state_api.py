@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.drills.conftest import WAIT, new_server
+from tests.drills.conftest import new_server, wait_for
 from tests.integration.helpers import assert_clean_failure
 
 MODULE = 'nova_task_state'
@@ -26,26 +26,11 @@ pytestmark = [
 ]
 
 
-def compute_service(admin, host):
-    return [service for service in admin.compute.services(binary='nova-compute', host=host) if service.host == host][0]
 
-
-def wait_for(what, condition, wait=WAIT):
-    deadline = time.time() + wait
-    while not condition():
-        assert time.time() < deadline, '%s: not within %s s' % (what, wait)
-        time.sleep(1)
-
-
-@pytest.fixture
-def restore_compute(admin, lab_client):
-    yield
-    lab_client.run('start', 'nova-compute.%s' % HOST)
-    wait_for('compute1 reports up', lambda: compute_service(admin, HOST).state == 'up')
 
 
 def test_a_stop_cast_to_a_dead_compute_is_cleared_through_nova(ansible, lab_client, admin, api_args, lab_env, cleanup,
-                                                               restore_compute):
+                                                               compute1_restored):
     server = new_server(admin, 'task', cleanup, availability_zone='nova:%s' % HOST)
     assert server.compute_host == HOST
     lab_client.run('kill', 'nova-compute.%s' % HOST)

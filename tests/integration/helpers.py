@@ -10,6 +10,26 @@ def table_rows(dbs, logical, table, order='id'):
     return json.loads(json.dumps(rows, default=str))
 
 
+def one(dbs, logical, sql, *params):
+    """The single row ``sql`` returns; fails when there is not exactly one."""
+    rows = dbs.query(logical, sql, params)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def allocations(dbs, consumer):
+    """{(provider uuid, class): used} of one consumer, read from placement directly."""
+    rows = dbs.query('placement', 'SELECT p.uuid, rc.name, a.used FROM allocations a JOIN resource_providers p '
+                     'ON p.id = a.resource_provider_id JOIN resource_classes rc ON rc.id = a.resource_class_id '
+                     'WHERE a.consumer_id = %s', (consumer,))
+    return dict(((row['uuid'], row['name']), row['used']) for row in rows)
+
+
+def generation(dbs, table, uuid):
+    """The placement generation of a resource provider or consumer."""
+    return one(dbs, 'placement', 'SELECT generation FROM `%s` WHERE uuid = %%s' % table, uuid)['generation']
+
+
 def snapshot(dbs, tables):
     """The full contents of several tables: {(logical, table): rows}."""
     return dict(((logical, table), table_rows(dbs, logical, table)) for logical, table in tables)

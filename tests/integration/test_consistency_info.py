@@ -358,9 +358,9 @@ def test_every_class_is_found_exactly_and_nothing_else(ansible, dbs, cloud):
     assert live['args']['instance'] == [ids.i_mig] and len(live['args']['migration']) == 1
     assert finding('instance_task_stuck', 'nova:cell1/instance/' + ids.i_task)['repair'] == {
         'module': 'stackmender.openstack.nova_task_state', 'args': {'instance': [ids.i_task]}}
-    for name, uuid in (('info_cache_binding_failed', ids.i_bf), ('info_cache_migrating_to', ids.i_mt)):
-        assert finding(name, 'nova:cell1/instance/' + uuid)['repair'] == {
-            'module': 'stackmender.openstack.nova_network_info_cache', 'args': {'instance': [uuid]}}
+    for name, instance_uuid in (('info_cache_binding_failed', ids.i_bf), ('info_cache_migrating_to', ids.i_mt)):
+        assert finding(name, 'nova:cell1/instance/' + instance_uuid)['repair'] == {
+            'module': 'stackmender.openstack.nova_network_info_cache', 'args': {'instance': [instance_uuid]}}
     bare = finding('info_cache_vif_without_network', 'nova:cell1/instance/' + ids.i_nonet)
     assert bare['severity'] == 'critical' and 'answers 500' in bare['message']
     assert bare['repair'] == {'module': 'stackmender.openstack.nova_network_info_cache',

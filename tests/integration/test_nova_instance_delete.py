@@ -10,7 +10,7 @@ import uuid as uuid_module
 
 import pytest
 
-from tests.integration.helpers import assert_clean_failure, db_args, run_full_cycle, snapshot
+from tests.integration.helpers import assert_clean_failure, db_args, one, run_full_cycle, snapshot
 
 MODULE = 'nova_instance_delete'
 CELL_TABLES = ('instances', 'instance_extra', 'instance_info_caches', 'instance_metadata', 'instance_system_metadata',
@@ -24,11 +24,6 @@ CINDER_TABLES = [('cinder', table) for table in ('volumes', 'volume_attachment',
                                                  'attachment_specs')]
 ALL_TABLES = NOVA_TABLES + [('nova_cell0', 'instances')] + API_TABLES + PLACEMENT_TABLES + CINDER_TABLES
 
-
-def one(dbs, logical, sql, *params):
-    rows = dbs.query(logical, sql, params)
-    assert len(rows) == 1, rows
-    return rows[0]
 
 
 def count(dbs, logical, sql, *params):

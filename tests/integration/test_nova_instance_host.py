@@ -11,7 +11,15 @@ import os
 
 import pytest
 
-from tests.integration.helpers import assert_clean_failure, db_args, run_full_cycle, snapshot
+from tests.integration.helpers import (
+    allocations,
+    assert_clean_failure,
+    db_args,
+    generation,
+    one,
+    run_full_cycle,
+    snapshot,
+)
 
 MODULE = 'nova_instance_host'
 
@@ -40,26 +48,11 @@ MIGRATION_CONTEXT = json.dumps({'nova_object.name': 'MigrationContext', 'nova_ob
                                 'nova_object.version': '1.2', 'nova_object.data': {'migration_id': 1}})
 
 
-def one(dbs, logical, sql, *params):
-    rows = dbs.query(logical, sql, params)
-    assert len(rows) == 1, rows
-    return rows[0]
-
 
 def instance_row(dbs, uuid, logical='nova'):
     return one(dbs, logical, 'SELECT * FROM instances WHERE uuid = %s', uuid)
 
 
-def allocations(dbs, consumer):
-    """{(provider uuid, class): used} of one consumer, read from placement directly."""
-    rows = dbs.query('placement', 'SELECT p.uuid, rc.name, a.used FROM allocations a JOIN resource_providers p '
-                     'ON p.id = a.resource_provider_id JOIN resource_classes rc ON rc.id = a.resource_class_id '
-                     'WHERE a.consumer_id = %s', (consumer,))
-    return dict(((row['uuid'], row['name']), row['used']) for row in rows)
-
-
-def generation(dbs, table, uuid):
-    return one(dbs, 'placement', 'SELECT generation FROM `%s` WHERE uuid = %%s' % table, uuid)['generation']
 
 
 def dead_host(cloud, dbs, source='compute1', target='compute2'):

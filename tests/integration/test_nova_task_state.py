@@ -11,7 +11,15 @@ import os
 
 import pytest
 
-from tests.integration.helpers import assert_clean_failure, db_args, run_full_cycle, snapshot
+from tests.integration.helpers import (
+    allocations,
+    assert_clean_failure,
+    db_args,
+    generation,
+    one,
+    run_full_cycle,
+    snapshot,
+)
 
 MODULE = 'nova_task_state'
 NOVA_TABLES = [('nova', table) for table in ('instances', 'instance_extra', 'migrations')]
@@ -28,22 +36,7 @@ def context(migration_id):
                        'nova_object.version': '1.2', 'nova_object.data': {'migration_id': migration_id}})
 
 
-def one(dbs, logical, sql, *params):
-    rows = dbs.query(logical, sql, params)
-    assert len(rows) == 1, rows
-    return rows[0]
 
-
-def allocations(dbs, consumer):
-    """{(provider uuid, class): used} of one consumer, read from placement directly."""
-    rows = dbs.query('placement', 'SELECT p.uuid, rc.name, a.used FROM allocations a JOIN resource_providers p '
-                     'ON p.id = a.resource_provider_id JOIN resource_classes rc ON rc.id = a.resource_class_id '
-                     'WHERE a.consumer_id = %s', (consumer,))
-    return dict(((row['uuid'], row['name']), row['used']) for row in rows)
-
-
-def generation(dbs, table, uuid):
-    return one(dbs, 'placement', 'SELECT generation FROM `%s` WHERE uuid = %%s' % table, uuid)['generation']
 
 
 def stuck_move(cloud, dbs, source, dest, instance_host, task_state='migrating', status='running',
