@@ -29,7 +29,6 @@ pytestmark = [
 ]
 
 
-
 def placement(admin, server_ids):
     """server id -> (host, status, power state, task state), through the Compute API."""
     found = {}
@@ -37,8 +36,6 @@ def placement(admin, server_ids):
         server = admin.compute.get_server(server_id)
         found[server_id] = (server.compute_host, server.status, server.power_state, server.task_state)
     return found
-
-
 
 
 def clear_source(admin):

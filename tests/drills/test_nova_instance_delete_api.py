@@ -29,7 +29,6 @@ pytestmark = [
 ]
 
 
-
 @contextlib.contextmanager
 def heartbeat_kept(lab_client, lab, host):
     stop = threading.Event()
@@ -50,8 +49,6 @@ def heartbeat_kept(lab_client, lab, host):
         stop.set()
         thread.join()
         connection.close()
-
-
 
 
 def test_server_on_a_dead_compute_is_deleted_through_nova(ansible, lab, lab_client, admin, api_args, lab_env, sql,

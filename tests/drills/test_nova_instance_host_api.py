@@ -24,9 +24,6 @@ pytestmark = [
 ]
 
 
-
-
-
 def test_dead_compute_is_fenced_and_its_server_evacuated(ansible, lab_client, admin, api_args, lab_env, cleanup,
                                                          compute1_restored):
     server = new_server(admin, 'evacuate', cleanup, availability_zone='nova:%s' % SOURCE)

@@ -26,9 +26,6 @@ pytestmark = [
 ]
 
 
-
-
-
 def test_a_stop_cast_to_a_dead_compute_is_cleared_through_nova(ansible, lab_client, admin, api_args, lab_env, cleanup,
                                                                compute1_restored):
     server = new_server(admin, 'task', cleanup, availability_zone='nova:%s' % HOST)

@@ -25,7 +25,6 @@ CINDER_TABLES = [('cinder', table) for table in ('volumes', 'volume_attachment',
 ALL_TABLES = NOVA_TABLES + [('nova_cell0', 'instances')] + API_TABLES + PLACEMENT_TABLES + CINDER_TABLES
 
 
-
 def count(dbs, logical, sql, *params):
     return len(dbs.query(logical, sql, params))
 

@@ -48,11 +48,8 @@ MIGRATION_CONTEXT = json.dumps({'nova_object.name': 'MigrationContext', 'nova_ob
                                 'nova_object.version': '1.2', 'nova_object.data': {'migration_id': 1}})
 
 
-
 def instance_row(dbs, uuid, logical='nova'):
     return one(dbs, logical, 'SELECT * FROM instances WHERE uuid = %s', uuid)
-
-
 
 
 def dead_host(cloud, dbs, source='compute1', target='compute2'):

@@ -36,9 +36,6 @@ def context(migration_id):
                        'nova_object.version': '1.2', 'nova_object.data': {'migration_id': migration_id}})
 
 
-
-
-
 def stuck_move(cloud, dbs, source, dest, instance_host, task_state='migrating', status='running',
                migration_type='live-migration', vm_state='active', when=AN_HOUR_AGO):
     """An instance on ``instance_host`` stuck in a move: the migration holds the source, the instance the destination
