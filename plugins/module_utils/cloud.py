@@ -14,20 +14,35 @@ arguments, so check mode can show it and apply can run exactly it.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import functools
+import importlib.util
 import os
 
-try:
-    import openstack
-    import openstack.exceptions
-    import openstack.utils
-    HAS_OPENSTACKSDK = True
-    OPENSTACKSDK_IMPORT_ERROR = None
-except ImportError as import_error:
-    openstack = None
-    HAS_OPENSTACKSDK = False
-    OPENSTACKSDK_IMPORT_ERROR = import_error
-
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
+
+# Importing openstacksdk takes about half a second, more than many a database run: it is
+# imported when the API is first used, not when every module starts.
+HAS_OPENSTACKSDK = importlib.util.find_spec('openstack') is not None
+OPENSTACKSDK_IMPORT_ERROR = None if HAS_OPENSTACKSDK else ImportError('No module named openstack')
+
+
+@functools.lru_cache(maxsize=None)
+def sdk():
+    """The openstacksdk package, imported on first use."""
+    try:
+        import openstack
+        import openstack.exceptions
+        import openstack.utils
+    except ImportError as error:
+        raise ApiError('openstacksdk is installed but cannot be imported: %s' % error)
+    return openstack
+
+
+def __getattr__(name):
+    """``cloud.openstack`` for the modules: the package, imported on first use."""
+    if name == 'openstack':
+        return sdk()
+    raise AttributeError(name)
 
 
 def cloud_configured(cloud):
@@ -61,11 +76,11 @@ def connect(cloud):
         raise ApiError('openstacksdk is required for the API path')
     try:
         if cloud is None:
-            connection = openstack.connect()
+            connection = sdk().connect()
         elif isinstance(cloud, str):
-            connection = openstack.connect(cloud=cloud)
+            connection = sdk().connect(cloud=cloud)
         elif isinstance(cloud, dict):
-            connection = openstack.connect(**cloud)
+            connection = sdk().connect(**cloud)
         else:
             raise InputError('cloud must be a clouds.yaml name or a dict of connection settings')
         connection.authorize()
@@ -79,7 +94,7 @@ def connect(cloud):
 def negotiated_microversion(proxy, client_maximum):
     """The microversion openstacksdk uses for a resource: the highest both sides support."""
     try:
-        return openstack.utils.maximum_supported_microversion(proxy, client_maximum) or client_maximum
+        return sdk().utils.maximum_supported_microversion(proxy, client_maximum) or client_maximum
     except Exception:  # the plan still names the client's maximum; the call itself negotiates
         return client_maximum
 
@@ -134,6 +149,6 @@ class ApiCall(object):
         except ApiError:
             raise
         except Exception as error:  # openstacksdk raises its own hierarchy; keep the body
-            if HAS_OPENSTACKSDK and isinstance(error, openstack.exceptions.SDKException):
+            if HAS_OPENSTACKSDK and isinstance(error, sdk().exceptions.SDKException):
                 raise translate(error, '%s %s on %s' % (self.service, self.call, self.resource))
             raise

@@ -86,7 +86,8 @@ class Journal(object):
         # The list itself is kept (not its id) so that a new list is never taken for the old one.
         cached = getattr(self, '_encoded', None)
         if cached is None or cached[0] is not entries or cached[1] != len(entries):
-            lines = ',\n'.join('  ' + json.dumps(entry, sort_keys=True, default=str) for entry in entries)
+            encode = json.JSONEncoder(sort_keys=True, default=str).encode  # one encoder for every entry
+            lines = ',\n'.join('  ' + encode(entry) for entry in entries)
             self._encoded = (entries, len(entries), '[\n%s\n ]' % lines if entries else '[]')
         marker = 'entries-%s' % uuid.uuid4().hex
         head = json.dumps(dict(self.document, entries=marker), indent=1, sort_keys=True, default=str)

@@ -37,6 +37,9 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.journal impo
 from ansible_collections.stackmender.openstack.plugins.module_utils.schema import Schema
 
 CELL0_UUID = '00000000-0000-0000-0000-000000000000'
+# The options that reach Nova's cell databases (see RemediationModule.nova_cells): either one is enough.
+NOVA_CELL_OPTIONS = ('nova_db', 'nova_api_db')
+NOVA_CELL_REQUIREMENT = 'nova_db (a single cell database) or nova_api_db (every cell through cell_mappings)'
 
 
 class ApiUnsuitable(Exception):
@@ -156,6 +159,11 @@ class RemediationModule(object):
     module_kwargs = {}
     # Database options whose presence makes the db method possible.
     required_databases = ()
+    # True for modules whose db path works on Nova's cells: nova_db or nova_api_db, either one, is
+    # then what the db path needs (instead of required_databases).
+    uses_nova_cells = False
+    # Why method=auto takes the API path when a cloud is configured (the result's method_reason).
+    api_reason = 'the API can express this change and a cloud is configured'
 
     def __init__(self):
         spec = common_argument_spec()
@@ -238,11 +246,19 @@ class RemediationModule(object):
         return False
 
     def _has_databases(self):
+        if self.uses_nova_cells:
+            return any(option in self.targets for option in NOVA_CELL_OPTIONS)
         return all(option in self.targets for option in self.required_databases)
 
     def database_requirement(self):
         """The database options the db path needs, in words."""
+        if self.uses_nova_cells:
+            return NOVA_CELL_REQUIREMENT
         return ' and '.join(self.required_databases)
+
+    def require_openstacksdk(self):
+        if not api.HAS_OPENSTACKSDK:
+            self.module.fail_json(msg=missing_required_lib('openstacksdk'), exception=str(api.OPENSTACKSDK_IMPORT_ERROR))
 
     def choose_method(self):
         """The first choice of path; ``auto`` may still fall back after planning."""
@@ -255,16 +271,17 @@ class RemediationModule(object):
         if requested == 'api':
             if not self.api_available():
                 raise InputError('method=api cannot express this change with %s; use method=db' % self.module_name)
-            if not api.HAS_OPENSTACKSDK:
-                self.module.fail_json(msg=missing_required_lib('openstacksdk'), exception=str(api.OPENSTACKSDK_IMPORT_ERROR))
+            self.require_openstacksdk()
             return 'api', 'requested'
         if self.api_available() and api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
-            return 'api', 'the API can express this change and a cloud is configured'
+            return 'api', self.api_reason
         if self._has_databases():
             if not self.api_available():
                 return 'db', 'the API cannot express this change; %s given' % needs
-            return 'db', 'no cloud is configured; %s given' % needs
-        raise InputError('nothing to work with: configure a cloud (method=api) or give %s (method=db)' % needs)
+            given = [option for option in NOVA_CELL_OPTIONS if option in self.targets][0] if self.uses_nova_cells else needs
+            return 'db', 'no cloud is configured; %s given' % given
+        choices = ' or '.join(NOVA_CELL_OPTIONS) if self.uses_nova_cells else needs
+        raise InputError('nothing to work with: configure a cloud (method=api) or give %s (method=db)' % choices)
 
     def plan_api(self):
         raise ApiUnsuitable('%s has no API path' % self.module_name)
@@ -405,7 +422,11 @@ class RemediationModule(object):
     def verify_api(self, plan):
         """Read back what the API calls changed; raise ApiError if it did not take."""
 
+    def add_results(self, result):
+        """Add the module's own keys to a successful result (check mode, applied, or nothing to do)."""
+
     def _finish(self, result, plan):
+        self.add_results(result)
         for message in plan.warnings:
             self.module.warn(message)
         if plan.notes:

@@ -240,8 +240,6 @@ notes:
 
 import time
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import instance_records as records
@@ -260,7 +258,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.validation i
 NOVA_API = 'nova_api_db'
 PLACEMENT = 'placement_db'
 CINDER = 'cinder_db'
-NOVA_OPTIONS = ('nova_db', 'nova_api_db')
 MICROVERSION = '2.1'
 POLL_SECONDS = 2
 
@@ -286,30 +283,20 @@ class NovaInstanceDelete(RemediationModule):
 
     # ---------------------------------------------------------------- method
 
+    uses_nova_cells = True
+    api_reason = "Nova's own delete does everything this module would, and a cloud is configured"
+
     def api_available(self):
         return not self.params['purge']
 
-    def _has_databases(self):
-        return any(option in self.targets for option in NOVA_OPTIONS)
-
     def choose_method(self):
-        requested = self.params['method']
-        given = [option for option in NOVA_OPTIONS if option in self.targets]
-        if requested == 'db' or (requested == 'auto' and self.params['purge']):
-            if not given:
-                raise InputError('method=db%s needs nova_db (a single cell database) or nova_api_db (every cell '
-                                 'through cell_mappings)' % (' (purge)' if self.params['purge'] else ''))
-            return 'db', 'requested' if requested == 'db' else 'purge deletes rows, which only the database path does'
-        if requested == 'api':
-            if not api.HAS_OPENSTACKSDK:
-                self.module.fail_json(msg=missing_required_lib('openstacksdk'), exception=str(api.OPENSTACKSDK_IMPORT_ERROR))
-            return 'api', 'requested'
-        if api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
-            return 'api', "Nova's own delete does everything this module would, and a cloud is configured"
-        if given:
-            return 'db', 'no cloud is configured; %s given' % given[0]
-        raise InputError('nothing to work with: configure a cloud (method=api) or give nova_db or nova_api_db '
-                         '(method=db)')
+        # purge with method=api is refused by validate; the base's api branch would refuse it too.
+        if self.params['purge'] and self.params['method'] != 'api':
+            if not self._has_databases():
+                raise InputError('method=db (purge) needs %s' % self.database_requirement())
+            return 'db', ('requested' if self.params['method'] == 'db'
+                          else 'purge deletes rows, which only the database path does')
+        return super(NovaInstanceDelete, self).choose_method()
 
     # ---------------------------------------------------------------- results
 
@@ -320,10 +307,8 @@ class NovaInstanceDelete(RemediationModule):
         return '%d instance(s) to %s: %d row change(s)' % (
             len(self.deleted), 'purge' if self.params['purge'] else 'soft-delete', len(plan.changes))
 
-    def _finish(self, result, plan):
-        if 'method' in result:
-            result['instances'] = self.deleted
-        super(NovaInstanceDelete, self)._finish(result, plan)
+    def add_results(self, result):
+        result['instances'] = self.deleted
 
     # ============================================================ database path
 

@@ -276,8 +276,6 @@ notes:
 
 import time
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
@@ -300,7 +298,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.validation i
 
 PLACEMENT = 'placement_db'
 CINDER = 'cinder_db'
-NOVA_OPTIONS = ('nova_db', 'nova_api_db')
 
 # Evacuation microversions: 2.68 keeps the instance's state (and drops "force"); 2.95 stops it at the target.
 MICROVERSION_KEEP = '2.68'
@@ -351,30 +348,11 @@ class NovaInstanceHost(RemediationModule):
 
     # ---------------------------------------------------------------- method
 
+    uses_nova_cells = True
+    api_reason = 'evacuation is how Nova itself moves instances off a dead host, and a cloud is configured'
+
     def api_available(self):
         return True
-
-    def _has_databases(self):
-        return any(option in self.targets for option in NOVA_OPTIONS)
-
-    def choose_method(self):
-        requested = self.params['method']
-        given = [option for option in NOVA_OPTIONS if option in self.targets]
-        if requested == 'db':
-            if not given:
-                raise InputError('method=db needs nova_db (a single cell database) or nova_api_db (every cell '
-                                 'through cell_mappings)')
-            return 'db', 'requested'
-        if requested == 'api':
-            if not api.HAS_OPENSTACKSDK:
-                self.module.fail_json(msg=missing_required_lib('openstacksdk'), exception=str(api.OPENSTACKSDK_IMPORT_ERROR))
-            return 'api', 'requested'
-        if api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
-            return 'api', 'evacuation is how Nova itself moves instances off a dead host, and a cloud is configured'
-        if given:
-            return 'db', 'no cloud is configured; %s given' % given[0]
-        raise InputError('nothing to work with: configure a cloud (method=api) or give nova_db or nova_api_db '
-                         '(method=db)')
 
     # ---------------------------------------------------------------- results
 
@@ -386,12 +364,11 @@ class NovaInstanceHost(RemediationModule):
         return '%d instance(s) to move to %s (node %s): %d row change(s)' % (
             len(self.moved), self.target_host, ', '.join(nodes), len(plan.changes))
 
-    def _finish(self, result, plan):
-        if result.get('method') == 'api':
+    def add_results(self, result):
+        if result['method'] == 'api':
             result['evacuations'] = self.evacuations
-        elif result.get('method') == 'db':
+        else:
             result['instances'] = self.moved
-        super(NovaInstanceHost, self)._finish(result, plan)
 
     # ============================================================ database path
 

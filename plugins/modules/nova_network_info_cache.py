@@ -227,8 +227,6 @@ notes:
   elements: str
 '''
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import network_info as cache_model
@@ -248,7 +246,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.validation i
     uuid_list,
 )
 
-NOVA_OPTIONS = ('nova_db', 'nova_api_db')
 BINDING_OPTIONS = ('vif_type', 'binding_host', 'vif_details', 'profile', 'vnic_type')
 
 
@@ -299,8 +296,7 @@ class NovaNetworkInfoCache(RemediationModule):
 
     # ---------------------------------------------------------------- method
 
-    def _has_databases(self):
-        return any(option in self.targets for option in NOVA_OPTIONS)
+    uses_nova_cells = True
 
     def choose_method(self):
         """Where the binding comes from; the base always runs the database path (the cache has no API)."""
@@ -320,8 +316,7 @@ class NovaNetworkInfoCache(RemediationModule):
             raise InputError('method=api cannot express a binding given in the options: vif_type and binding_host '
                              'are for method=db; method=api reads the binding from Neutron')
         if requested == 'api':
-            if not api.HAS_OPENSTACKSDK:
-                self.module.fail_json(msg=missing_required_lib('openstacksdk'), exception=str(api.OPENSTACKSDK_IMPORT_ERROR))
+            self.require_openstacksdk()
             self.binding_source = 'api'
             return 'db', 'requested'
         if api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
@@ -335,11 +330,9 @@ class NovaNetworkInfoCache(RemediationModule):
         return '%d instance cache(s) to rewrite, %d VIF(s) (binding from %s): %d row change(s)' % (
             len(self.caches), vifs, 'Neutron' if self.binding_source == 'api' else 'the options', len(plan.changes))
 
-    def _finish(self, result, plan):
-        if 'method' in result:
-            result['method'] = self.binding_source
-            result['caches'] = self.caches
-        super(NovaNetworkInfoCache, self)._finish(result, plan)
+    def add_results(self, result):
+        result['method'] = self.binding_source
+        result['caches'] = self.caches
 
     # ------------------------------------------------------------------ plan
 

@@ -266,8 +266,6 @@ notes:
 import datetime
 import time
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
@@ -285,7 +283,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.remediation 
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
 
 PLACEMENT = 'placement_db'
-NOVA_OPTIONS = ('nova_db', 'nova_api_db')
 INSTANCE_COLUMNS = ('id', 'uuid', 'host', 'node', 'vm_state', 'task_state', 'power_state', 'deleted', 'created_at',
                     'updated_at')
 MIGRATION_COLUMNS = ('id', 'uuid', 'instance_uuid', 'migration_type', 'status', 'source_compute', 'source_node',
@@ -338,32 +335,20 @@ class NovaTaskState(RemediationModule):
 
     # ---------------------------------------------------------------- method
 
+    uses_nova_cells = True
+    api_reason = "Nova's own actions can express this change and a cloud is configured"
+
     def api_available(self):
         return True
 
-    def _has_databases(self):
-        return any(option in self.targets for option in NOVA_OPTIONS)
-
     def choose_method(self):
-        requested = self.params['method']
-        given = [option for option in NOVA_OPTIONS if option in self.targets]
-        if requested == 'db':
-            if not given:
-                raise InputError('method=db needs nova_db (a single cell database) or nova_api_db (every cell '
-                                 'through cell_mappings)')
-            return 'db', 'requested'
-        if requested == 'api' or self.action == tasks.FORCE_COMPLETE:
-            if not api.HAS_OPENSTACKSDK:
-                self.module.fail_json(msg=missing_required_lib('openstacksdk'), exception=str(api.OPENSTACKSDK_IMPORT_ERROR))
-            if requested == 'auto' and not api.cloud_configured(self.params.get('cloud')):
+        # force_complete with method=db is refused by validate.
+        if self.action == tasks.FORCE_COMPLETE and self.params['method'] == 'auto':
+            self.require_openstacksdk()
+            if not api.cloud_configured(self.params.get('cloud')):
                 raise InputError('action=force_complete needs the Compute API: configure a cloud')
-            return 'api', 'requested' if requested == 'api' else 'force_complete exists only in the Compute API'
-        if api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
-            return 'api', "Nova's own actions can express this change and a cloud is configured"
-        if given:
-            return 'db', 'no cloud is configured; %s given' % given[0]
-        raise InputError('nothing to work with: configure a cloud (method=api) or give nova_db or nova_api_db '
-                         '(method=db)')
+            return 'api', 'force_complete exists only in the Compute API'
+        return super(NovaTaskState, self).choose_method()
 
     # ---------------------------------------------------------------- results
 
@@ -375,10 +360,8 @@ class NovaTaskState(RemediationModule):
             return '%s: %d API call(s)' % (what, len(plan.calls))
         return '%s: %d row change(s)' % (what, len(plan.changes))
 
-    def _finish(self, result, plan):
-        if 'method' in result:
-            result['instances'] = self.report
-        super(NovaTaskState, self)._finish(result, plan)
+    def add_results(self, result):
+        result['instances'] = self.report
 
     def _recent(self, plan, what, row, reference, changed_at):
         """The task_recent guard for one row: it changed less than older_than minutes before ``reference``."""

@@ -21,6 +21,8 @@ BUDGETS = {
     'test_binding_failed.py::test_failed_live_migration_cache_is_rebuilt_from_neutron': 90,
     'test_nova_instance_delete_api.py::test_server_on_a_dead_compute_is_deleted_through_nova': 120,
     'test_nova_task_state_api.py::test_a_stop_cast_to_a_dead_compute_is_cleared_through_nova': 90,
+    'test_nova_task_state_live_migration.py::test_a_running_live_migration_is_aborted_through_nova': 60,
+    'test_nova_task_state_live_migration.py::test_a_running_live_migration_is_forced_to_complete_through_nova': 60,
 }
 
 

@@ -164,9 +164,12 @@ def write_compute(lab, host):
             # host needs its own, or two computes would claim one node.
             "state_path": state,
             "instances_path": state / "instances",
-            # FakeDriverWithoutFakeNodes persists its node uuid, so a
-            # killed compute can be started again (plain FakeDriver cannot).
-            "compute_driver": "fake.FakeDriverWithoutFakeNodes",
+            # Nova's FakeDriverWithoutFakeNodes, which persists its node
+            # uuid, so a killed compute can be started again (plain
+            # FakeDriver cannot), with the lab's addition: a drill can hold
+            # a server's live migration open (drivers/, loaded by
+            # runners/nova_compute.py).
+            "compute_driver": "stackmender_lab_compute_driver.HoldingLiveMigrationDriver",
         },
     })
 

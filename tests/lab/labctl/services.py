@@ -92,8 +92,11 @@ def catalogue(lab, layout):
              args=["--config-file", cinder_conf, "--config-file", str(lab.etc / "cinder" / "cinder-api.conf")]),
         Service("nova-conductor", [lab.bin("nova-conductor"), "--config-file", nova_conf], {},
                 database="nova", binary="nova-conductor", host="controller", after=("rabbitmq",)),
+        # nova-scheduler asks keystone's catalog for placement and reads placement's versions at
+        # start-up, and exits if placement is not answering yet (seen under load).
         Service("nova-scheduler", [lab.bin("nova-scheduler"), "--config-file", nova_conf], {},
-                database="nova", binary="nova-scheduler", host="controller", after=("rabbitmq",)),
+                database="nova", binary="nova-scheduler", host="controller",
+                after=("rabbitmq", "keystone", "placement")),
         Service("cinder-scheduler", [lab.bin("cinder-scheduler"), "--config-file", cinder_conf], {},
                 database="cinder", binary="cinder-scheduler", host="controller", after=("rabbitmq",)),
     ]
@@ -111,7 +114,8 @@ def catalogue(lab, layout):
     for host in layout["computes"]:
         services.append(Service(
             compute_name(host),
-            [lab.bin("nova-compute"), "--config-file", nova_conf,
+            # Started by the lab's runner, which makes drivers/ loadable as a Nova virt driver.
+            [python, str(lab.code_dir / "runners" / "nova_compute.py"), "--config-file", nova_conf,
              "--config-file", str(lab.etc / "nova" / "compute" / (host + ".conf"))],
             {}, database="nova", binary=NOVA_COMPUTE, host=host,
             # nova-compute exits at start-up if keystone or placement does not
