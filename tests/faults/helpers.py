@@ -16,9 +16,13 @@ from tests.security.module_cases import OPTION_LOGICALS
 WAIT_LIMIT = 180  # seconds before a wait for a module's state is given up as a broken test
 
 
-def wait_until(predicate, what, limit=WAIT_LIMIT, run=None):
+def wait_until(predicate, what, limit=WAIT_LIMIT, run=None, describe=None):
     """Poll ``predicate`` until it returns something true; fail the test after ``limit`` seconds,
-    or as soon as ``run`` (a background module run that should be blocked) has ended."""
+    or as soon as ``run`` (a background module run that should be blocked) has ended.
+
+    ``describe``, if given, is called when the wait is given up; what it returns
+    (the module's connections, say) goes into the failure, to show where it was instead.
+    """
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         value = predicate()
@@ -27,7 +31,8 @@ def wait_until(predicate, what, limit=WAIT_LIMIT, run=None):
         if run is not None and run.done():
             pytest.fail('the module ended instead of blocking (waiting for %s): %r' % (what, dict(run.result())))
         time.sleep(0.1)
-    pytest.fail('gave up waiting for %s' % what)
+    pytest.fail('gave up waiting for %s after %d s%s' % (
+        what, limit, '; meanwhile: %r' % (describe(),) if describe else ''))
 
 
 class RowLock:

@@ -84,7 +84,8 @@ def test_connection_killed_mid_transaction_leaves_nothing_half_applied(
     try:
         run = background.start(ansible, 'cinder_volume_state',
                                module_args(module_user, scenario, journal_dir, lock_timeout=600))
-        waiter = wait_until(lambda: lock_waiters(dbs, module_user.name), 'the worker row lock', run=run)[0]
+        waiter = wait_until(lambda: lock_waiters(dbs, module_user.name), 'the worker row lock', run=run,
+                            describe=module_user.processlist)[0]
         assert 'workers' in waiter['info'] and 'FOR UPDATE' in waiter['info']
         kill(dbs, waiter['id'], statement)
         result = run.result()
@@ -191,7 +192,8 @@ def test_partial_commit_message_tells_the_operator_to_undo(
     lock = RowLock(dbs.server, cell3, 'SELECT id FROM block_device_mapping WHERE id = %s FOR UPDATE', (bdm,))
     try:
         run = background.start(ansible, 'nova_bdm_purge', module_args(module_user, scenario, journal_dir, lock_timeout=600))
-        wait_until(lambda: lock_waiters(dbs, module_user.name), 'the cell3 lock', run=run)
+        wait_until(lambda: lock_waiters(dbs, module_user.name), 'the cell3 lock', run=run,
+                   describe=module_user.processlist)
         kill(dbs, [row for row in module_user.processlist() if row['db'] == cell2][0]['id'])
     finally:
         lock.release()
@@ -211,7 +213,8 @@ def test_killed_read_only_connection_does_not_stop_the_write(
     try:
         run = background.start(ansible, 'cinder_volume_state',
                                module_args(module_user, scenario, journal_dir, lock_timeout=600))
-        wait_until(lambda: lock_waiters(dbs, module_user.name), 'the volume lock', run=run)
+        wait_until(lambda: lock_waiters(dbs, module_user.name), 'the volume lock', run=run,
+                   describe=module_user.processlist)
         readers = [row for row in module_user.processlist() if row['db'] == dbs.name('nova')]
         assert readers, module_user.processlist()
         for reader in readers:
