@@ -14,6 +14,10 @@ from tests.integration.helpers import snapshot
 from tests.security.module_cases import OPTION_LOGICALS
 
 WAIT_LIMIT = 180  # seconds before a wait for a module's state is given up as a broken test
+# InnoDB serves INNODB_TRX from a cache that it refreshes only when the last read is over 0.1 s old.
+# Tests polling it in parallel (one per pytest worker) every 0.1 s kept it from ever refreshing, and
+# a module waiting for a lock was never seen. At 0.5 s, three pollers cannot cover every 0.1 s.
+POLL_INTERVAL = 0.5
 
 
 def wait_until(predicate, what, limit=WAIT_LIMIT, run=None, describe=None):
@@ -30,7 +34,7 @@ def wait_until(predicate, what, limit=WAIT_LIMIT, run=None, describe=None):
             return value
         if run is not None and run.done():
             pytest.fail('the module ended instead of blocking (waiting for %s): %r' % (what, dict(run.result())))
-        time.sleep(0.1)
+        time.sleep(POLL_INTERVAL)
     pytest.fail('gave up waiting for %s after %d s%s' % (
         what, limit, '; meanwhile: %r' % (describe(),) if describe else ''))
 
