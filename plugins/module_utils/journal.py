@@ -10,6 +10,13 @@ after the commit it is rewritten as ``committed``, after a rollback as
 ``rolled_back``, and ``incomplete`` when a commit's outcome is unknown (the
 connection died during it). ``journal_undo`` replays ``entries`` backwards.
 Journals hold no credentials: databases are named by server and schema only.
+
+Format 2 writes consecutive entries that change the same columns of the same
+table, for the same reason, as one group: the shared fields once, then a line
+per row holding its key, its before-values and its after-values. A 100,000-row
+rehost's journal is a third of the size it had in format 1, where every entry
+repeated them. :func:`load_journal` reads both formats and always returns the
+entries one per row.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +30,10 @@ import uuid
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
 
-JOURNAL_FORMAT = 1
+JOURNAL_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+# The fields of a group of entries (format 2), besides its ``rows``.
+GROUP_FIELDS = ('database', 'table', 'action', 'key_column', 'before_columns', 'after_columns')
 PENDING = 'pending'
 COMMITTED = 'committed'
 ROLLED_BACK = 'rolled_back'
@@ -74,21 +84,19 @@ class Journal(object):
             raise InputError('journal_dir %s is not writable' % self.directory)
 
     def _render(self):
-        """The journal as JSON text: the header indented, then one line per entry.
+        """The journal as JSON text: the header indented, then a line per entry or per grouped row.
 
         ``json.dump`` with an indent runs the pure-Python encoder over every
         entry, which for 100,000 rows takes many times longer than the
-        transaction it records. Each entry is encoded by the C encoder instead,
-        once per list of entries however often the status is rewritten. The
-        document is the same JSON that ``load_journal`` always read.
+        transaction it records. Each line is encoded by the C encoder instead,
+        once per list of entries however often the status is rewritten.
         """
         entries = self.document['entries']
         # The list itself is kept (not its id) so that a new list is never taken for the old one.
         cached = getattr(self, '_encoded', None)
         if cached is None or cached[0] is not entries or cached[1] != len(entries):
-            encode = json.JSONEncoder(sort_keys=True, default=str).encode  # one encoder for every entry
-            lines = ',\n'.join('  ' + encode(entry) for entry in entries)
-            self._encoded = (entries, len(entries), '[\n%s\n ]' % lines if entries else '[]')
+            text = ',\n'.join(_encoded_entries(entries))
+            self._encoded = (entries, len(entries), '[\n%s\n ]' % text if entries else '[]')
         marker = 'entries-%s' % uuid.uuid4().hex
         head = json.dumps(dict(self.document, entries=marker), indent=1, sort_keys=True, default=str)
         return head.replace('"%s"' % marker, self._encoded[2], 1)
@@ -121,8 +129,78 @@ class Journal(object):
         return self.path
 
 
+def _group_of(entry):
+    """What entries must share to be written as one group; None for an entry written on its own."""
+    key = entry['key']
+    if 'row' in entry or len(key) != 1:
+        return None
+    # The column order of before/after is part of it, so that a row's values are listed in that order.
+    return (entry['database'], entry['table'], entry['action'], next(iter(key)), tuple(entry['before']),
+            tuple(entry['after']), entry.get('note'))
+
+
+def _encoded_entries(entries):
+    """The journal's entries as JSON lines: runs of rows of one shape as a group, the rest one by one."""
+    encode = json.JSONEncoder(sort_keys=True, default=str).encode  # one encoder for every line
+    encode_row = json.JSONEncoder(default=str).encode
+    index = 0
+    while index < len(entries):
+        shape = _group_of(entries[index])
+        end = index + 1
+        if shape is not None:
+            while end < len(entries) and _group_of(entries[end]) == shape:
+                end += 1
+        if end - index == 1:
+            yield '  ' + encode(entries[index])
+        else:
+            database, table, action, key_column, before_columns, after_columns, note = shape
+            header = dict(database=database, table=table, action=action, key_column=key_column,
+                          before_columns=list(before_columns), after_columns=list(after_columns))
+            if note:
+                header['note'] = note
+            rows = ',\n'.join('   ' + encode_row([entry['key'][key_column], list(entry['before'].values()),
+                                                   list(entry['after'].values())]) for entry in entries[index:end])
+            yield '  %s, "rows": [\n%s\n  ]}' % (encode(header)[:-1], rows)
+        index = end
+
+
+def _damaged(path, why):
+    return InputError('journal %s is damaged: %s' % (path, why))
+
+
+def _expand(path, items):
+    """Format 2's groups back into one entry per row, in order."""
+    entries = []
+    for number, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _damaged(path, 'entry %d is not an object' % number)
+        if 'rows' not in item:
+            if not {'database', 'table', 'key', 'action'} <= set(item):
+                raise _damaged(path, 'entry %d lacks database/table/key/action' % number)
+            entries.append(item)
+            continue
+        if not set(GROUP_FIELDS) <= set(item) or not isinstance(item['rows'], list):
+            raise _damaged(path, 'group %d lacks %s or its rows' % (number, '/'.join(GROUP_FIELDS)))
+        before_columns, after_columns = item['before_columns'], item['after_columns']
+        for row_number, row in enumerate(item['rows']):
+            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[1], list) and isinstance(row[2], list)
+                    and len(row[1]) == len(before_columns) and len(row[2]) == len(after_columns)):
+                raise _damaged(path, 'row %d of group %d is not [key, before-values, after-values] matching its '
+                                     'columns' % (row_number, number))
+            entry = dict(database=item['database'], table=item['table'], action=item['action'],
+                         key={item['key_column']: row[0]}, before=dict(zip(before_columns, row[1])),
+                         after=dict(zip(after_columns, row[2])))
+            if item.get('note'):
+                entry['note'] = item['note']
+            entries.append(entry)
+    return entries
+
+
 def load_journal(path):
-    """Read and validate a journal file written by any stackmender module."""
+    """Read and validate a journal file written by any stackmender module.
+
+    The document's ``entries`` hold one entry per row, whichever format the file has.
+    """
     path = os.path.abspath(os.path.expanduser(path))
     if not os.path.isfile(path):
         raise InputError('journal %s does not exist' % path)
@@ -133,11 +211,10 @@ def load_journal(path):
         raise InputError('journal %s is not valid JSON: %s' % (path, error))
     except (IOError, OSError) as error:
         raise InputError('journal %s cannot be read: %s' % (path, error.strerror))
-    if not isinstance(document, dict) or document.get('format') != JOURNAL_FORMAT:
-        raise InputError('%s is not a stackmender journal (format %s expected)' % (path, JOURNAL_FORMAT))
+    if not isinstance(document, dict) or document.get('format') not in READABLE_FORMATS:
+        raise InputError('%s is not a stackmender journal (format %s expected)'
+                         % (path, ' or '.join(str(number) for number in READABLE_FORMATS)))
     if document.get('status') not in STATUSES or not isinstance(document.get('entries'), list):
         raise InputError('journal %s is damaged: unknown status or no entries list' % path)
-    for number, entry in enumerate(document['entries']):
-        if not isinstance(entry, dict) or not {'database', 'table', 'key', 'action'} <= set(entry):
-            raise InputError('journal %s is damaged: entry %d lacks database/table/key/action' % (path, number))
+    document['entries'] = _expand(path, document['entries'])
     return document

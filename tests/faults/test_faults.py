@@ -11,6 +11,7 @@ import os
 import uuid
 
 import pytest
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
 
 from tests.faults.helpers import (
     Background,
@@ -166,7 +167,7 @@ def test_cell_connection_killed_between_writes_and_commits_is_journaled_incomple
     assert result.failed and 'Traceback' not in result['msg'], result
     assert cell2 in result['msg'] and KILLED in result['msg'], result['msg']
     assert result['journal_status'] == 'incomplete'
-    journal = json.load(open(result['journal']))
+    journal = load_journal(result['journal'])
     assert journal['status'] == 'incomplete'
     assert journal['commits'] == {'nova:cell1': 'committed', 'nova:cell2': 'unknown'}
     now = cell_rows()

@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
 
 from tests.integration.helpers import assert_clean_failure, db_args, run_full_cycle, snapshot, table_rows
 
@@ -91,7 +92,7 @@ def test_full_cycle_moves_everything_the_old_host_owns(ansible, dbs, cloud, jour
     assert applied['after']['cinder_db']['volumes/%s' % ids['plain']]['service_uuid'] == new_uuid
     assert applied['msg'].startswith('3 volume(s) from controller1 to controller1@lvm#lvm')
     assert any('volume_attachment refresh' in warning for warning in applied['warnings'])
-    journal = json.load(open(applied['journal']))
+    journal = load_journal(applied['journal'])
     assert journal['status'] == 'committed'
     assert set(entry['table'] for entry in journal['entries']) == {
         'volumes', 'volume_attachment', 'groups', 'consistencygroups', 'image_volume_cache_entries', 'services'}
@@ -335,7 +336,7 @@ def test_old_service_up_refuses_with_evidence_then_force_applies(ansible, dbs, c
     forced = ansible(MODULE, dict(args, force=True, force_reason=reason))
     assert not forced.failed and forced.changed, forced
     assert forced['forced_guards'][0]['guard'] == 'old_service_up'
-    journal = json.load(open(forced['journal']))
+    journal = load_journal(forced['journal'])
     assert journal['force_reason'] == reason and journal['forced_guards'][0]['evidence'][0]['id'] == ids['old_service']
     assert row(dbs, 'volumes', ids['plain'])['host'] == NEW
 
@@ -484,7 +485,7 @@ def test_ten_thousand_volumes_are_a_handful_of_statements(ansible, dbs, cloud, j
     assert dbs.scalar('cinder', 'SELECT count(*) FROM volumes WHERE host = %s AND deleted = 0', (NEW,)) == count + 3
     assert dbs.scalar('cinder', "SELECT count(*) FROM volumes WHERE deleted = 0 AND "
                                 "(host LIKE 'controller1#%' OR host = 'controller1')") == 0
-    assert len(json.load(open(applied['journal']))['entries']) >= count + 3
+    assert len(load_journal(applied['journal'])['entries']) >= count + 3
     rerun = ansible(MODULE, args)
     assert not rerun.failed and not rerun.changed
     print('planned %d volumes in %.1f s (check mode through ansible)' % (count + 3, planned_in))

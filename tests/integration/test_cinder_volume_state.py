@@ -5,11 +5,11 @@ verified with independent SQL), re-run (changed: false), undo from the
 journal (rows equal the originals).
 """
 
-import json
 import os
 import uuid
 
 import pytest
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
 
 from tests.integration.helpers import (
     CINDER_TABLES,
@@ -55,7 +55,7 @@ def test_stuck_detaching_volume_with_orphaned_attachment(ansible, dbs, cloud, jo
     assert applied['method'] == 'db' and applied['method_reason']
     assert applied['before']['cinder_db']['volumes/%s' % volume]['status'] == 'detaching'
     assert applied['after']['cinder_db']['volumes/%s' % volume]['status'] == 'available'
-    journal = json.load(open(applied['journal']))
+    journal = load_journal(applied['journal'])
     assert journal['status'] == 'committed' and len(journal['entries']) == 4
     # Whole rows are journaled only for deletes (the workers row): never the attachment's connection_info.
     assert [entry['table'] for entry in journal['entries'] if 'row' in entry] == ['workers']
@@ -145,7 +145,7 @@ def test_live_nova_bdm_refuses_with_evidence_then_force_applies(ansible, dbs, cl
     forced = ansible(MODULE, dict(args, force=True, force_reason='INC-4711: guest powered off, BDM purged next'))
     assert not forced.failed and forced.changed
     assert forced['forced_guards'][0]['guard'] == 'nova_bdm_live'
-    journal = json.load(open(forced['journal']))
+    journal = load_journal(forced['journal'])
     assert journal['force'] is True and journal['force_reason'].startswith('INC-4711')
     assert journal['forced_guards'][0]['evidence'][0]['bdm_id'] == bdm
     assert dbs.query('cinder', 'SELECT status FROM volumes WHERE id = %s', (volume,))[0]['status'] == 'available'

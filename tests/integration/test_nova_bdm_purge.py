@@ -5,10 +5,10 @@ verified with independent SQL), re-run (changed: false), undo from the
 journal (rows equal the originals).
 """
 
-import json
 import os
 
 import pytest
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
 
 from tests.integration.helpers import (
     CINDER_TABLES,
@@ -68,7 +68,7 @@ def test_soft_delete_of_a_stale_bdm_through_the_cells(ansible, dbs, cloud, journ
     assert applied['after']['nova:cell1'][label]['deleted'] == bdm
     assert applied['plan'][0]['database'] == 'nova:cell1' and applied['plan'][0]['table'] == 'block_device_mapping'
     assert any('hard reboot instance %s' % instance in warning for warning in applied['warnings'])
-    journal = json.load(open(applied['journal']))
+    journal = load_journal(applied['journal'])
     assert journal['status'] == 'committed' and len(journal['entries']) == 1
     assert journal['entries'][0]['database'] == 'nova:cell1'
 
@@ -144,7 +144,7 @@ def test_live_cinder_attachment_refuses_with_evidence_then_force_applies(ansible
     forced = ansible(MODULE, dict(args, force=True, force_reason=reason))
     assert not forced.failed and forced.changed
     assert forced['force'] is True and forced['forced_guards'][0]['guard'] == 'cinder_attachment_live'
-    journal = json.load(open(forced['journal']))
+    journal = load_journal(forced['journal'])
     assert journal['force'] is True and journal['force_reason'] == reason
     assert journal['forced_guards'][0]['evidence'][0]['id'] == attached['attachment_id']
     assert bdm_row(dbs, attached['bdm_id'])['deleted'] == attached['bdm_id']
@@ -170,7 +170,7 @@ def test_root_bdm_refuses_then_force_applies(ansible, dbs, cloud, journal_dir):
 
     forced = ansible(MODULE, dict(args, force=True, force_reason='INC-4712: instance is being rebuilt'))
     assert not forced.failed and forced.changed and forced['forced_guards'][0]['guard'] == 'root_bdm'
-    assert json.load(open(forced['journal']))['force_reason'] == 'INC-4712: instance is being rebuilt'
+    assert load_journal(forced['journal'])['force_reason'] == 'INC-4712: instance is being rebuilt'
     assert bdm_row(dbs, root)['deleted'] == root
 
 

@@ -5,10 +5,10 @@ case runs check mode, apply (verified with independent SQL), a re-run
 (changed: false) and the undo from the journal.
 """
 
-import json
 import uuid as uuid_module
 
 import pytest
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
 
 from tests.integration.helpers import assert_clean_failure, db_args, one, run_full_cycle, snapshot
 
@@ -126,7 +126,7 @@ def test_full_cycle_soft_deletes_the_instance_like_nova_with_placement_and_cinde
     assert not [step for step in steps if step[1] in ('instance_actions', 'request_specs', 'resource_providers')]
     warnings = ' '.join(applied['warnings'])
     assert 'delete_on_termination' in warnings and shared['volume_id'] in warnings and 'Neutron ports' in warnings
-    journal = json.load(open(applied['journal']))
+    journal = load_journal(applied['journal'])
     assert set(journal['commits']) == {'nova:cell1', 'nova_api_db', 'placement_db', 'cinder_db'}
     assert 'connection_info' not in open(applied['journal']).read()
     assert hosts[0]['rp_uuid']
@@ -192,7 +192,7 @@ def test_guards_refuse_with_evidence_and_force_overrides(ansible, dbs, cloud, jo
                                      force_reason='rebuild abandoned with its host', journal_dir=journal_dir))
     assert not forced.failed and forced.changed, forced['msg']
     assert [entry['guard'] for entry in forced['forced_guards']] == ['task_in_progress']
-    assert json.load(open(forced['journal']))['force_reason'] == 'rebuild abandoned with its host'
+    assert load_journal(forced['journal'])['force_reason'] == 'rebuild abandoned with its host'
     assert one(dbs, 'nova', 'SELECT vm_state FROM instances WHERE uuid = %s', busy)['vm_state'] == 'deleted'
 
 

@@ -10,6 +10,7 @@ import json
 import os
 
 import pytest
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
 
 from tests.integration.helpers import (
     allocations,
@@ -122,7 +123,7 @@ def test_full_cycle_moves_the_instance_with_placement_attachments_and_migrations
     warnings = ' '.join(applied['warnings'])
     assert 'task_state rebuilding' in warnings and 'hard reboot' in warnings and 'binding:host_id' in warnings
     assert 'volume_attachment refresh' in warnings and attached['volume_id'] in warnings
-    journal = json.load(open(applied['journal']))
+    journal = load_journal(applied['journal'])
     assert journal['status'] == 'committed'
     assert set(journal['commits']) == {'nova:cell1', 'placement_db', 'cinder_db'}
     assert 'connection_info' not in open(applied['journal']).read()
@@ -182,7 +183,7 @@ def test_abandoned_live_migration_hands_its_hold_to_the_instance(ansible, dbs, c
     applied = run_full_cycle(ansible, dbs, MODULE, args, ALL_TABLES, verify)
     deletes = [step for step in applied['plan'] if step['action'] == 'delete']
     assert [(step['table'], step['rows']) for step in deletes] == [('allocations', 3), ('consumers', 1)]
-    journal = json.load(open(applied['journal']))
+    journal = load_journal(applied['journal'])
     # Whole rows only where undo re-inserts them.
     assert sorted(set(entry['table'] for entry in journal['entries'] if 'row' in entry)) == ['allocations', 'consumers']
 
@@ -275,7 +276,7 @@ def test_source_service_up_refuses_with_evidence_then_force_applies(ansible, dbs
     forced = ansible(MODULE, dict(args, force=True, force_reason=reason))
     assert not forced.failed and forced.changed, forced['msg']
     assert forced['forced_guards'][0]['guard'] == 'source_service_up'
-    journal = json.load(open(forced['journal']))
+    journal = load_journal(forced['journal'])
     assert journal['force_reason'] == reason and journal['forced_guards'][0]['evidence'][0]['host'] == 'compute1'
     assert instance_row(dbs, instance)['host'] == 'compute2'
 

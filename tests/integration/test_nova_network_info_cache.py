@@ -15,6 +15,7 @@ import threading
 from wsgiref import simple_server
 
 import pytest
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
 
 from tests.integration.helpers import assert_clean_failure, db_args, run_full_cycle, snapshot
 from tests.harness.builder import CloudBuilder
@@ -110,7 +111,7 @@ def test_db_path_with_the_binding_the_operator_confirms(ansible, dbs, cloud, jou
     assert any('hard reboot' in warning and broken in warning for warning in applied['warnings'])
     label = 'instance_info_caches/%s' % original['id']
     assert applied['before']['nova:cell1'][label]['network_info'] == original['network_info']
-    journal = json.load(open(applied['journal']))
+    journal = load_journal(applied['journal'])
     assert journal['status'] == 'committed' and len(journal['entries']) == 1
 
 
@@ -189,7 +190,7 @@ def test_guards(ansible, dbs, cloud, journal_dir, neutron):
     forced = ansible(MODULE, dict(db, force=True, force_reason='verified: the guest runs on compute1'))
     assert not forced.failed and forced.changed, forced['msg']
     assert len(forced['forced_guards']) == 3
-    assert json.load(open(forced['journal']))['force_reason'] == 'verified: the guest runs on compute1'
+    assert load_journal(forced['journal'])['force_reason'] == 'verified: the guest runs on compute1'
     assert json.loads(cache_row(dbs, broken)['network_info'])[0]['type'] == 'ovs'
     assert dbs.query('nova', 'SELECT status FROM migrations WHERE id = %s', (migration,))[0]['status'] == 'running'
 

@@ -10,6 +10,7 @@ import json
 import os
 
 import pytest
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
 
 from tests.integration.helpers import (
     allocations,
@@ -95,7 +96,7 @@ def test_full_cycle_reverts_an_abandoned_live_migration(ansible, dbs, cloud, jou
     assert ('placement_db', 'allocations', 'delete', 3) in steps and ('placement_db', 'allocations', 'update', 3) in steps
     assert ('placement_db', 'consumers', 'delete', 1) in steps
     assert any('compute1 only' in warning for warning in applied['warnings'])
-    journal = json.load(open(applied['journal']))
+    journal = load_journal(applied['journal'])
     assert set(journal['commits']) == {'nova:cell1', 'placement_db'}
 
 
@@ -158,7 +159,7 @@ def test_guards_refuse_with_evidence_and_force_applies(ansible, dbs, cloud, jour
     forced = ansible(MODULE, dict(args, instance=[instance], older_than=0, force=True, force_reason=reason))
     assert not forced.failed and forced.changed, forced['msg']
     assert [guard['guard'] for guard in forced['forced_guards']] == ['migration_host_up']
-    assert json.load(open(forced['journal']))['force_reason'] == reason
+    assert load_journal(forced['journal'])['force_reason'] == reason
     assert one(dbs, 'nova', 'SELECT status FROM migrations WHERE id = %s', migration)['status'] == 'error'
 
 

@@ -27,9 +27,10 @@ database options (``ctx.admin_args``) for set-up runs.
 """
 
 import dataclasses
-import json
 import typing
 import uuid
+
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
 
 from tests.integration.helpers import CINDER_TABLES, NOVA_TABLES
 
@@ -258,8 +259,7 @@ def _undo_builder(case_name):
 def _undo_refusal(case_name):
     def refuse(ctx):
         journal, scenario = _journal_of(ctx, case(case_name))
-        with open(journal) as stream:
-            entries = json.load(stream)['entries']
+        entries = load_journal(journal)['entries']
         # Someone changed a row the run wrote: the undo must not overwrite it.
         if case(case_name).module == 'cinder_volume_state':
             ctx.dbs.execute('cinder', "UPDATE volumes SET status = 'error' WHERE id = %s", (scenario.args['volume'][0],))

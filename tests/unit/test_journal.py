@@ -1,0 +1,106 @@
+"""Journals: format 2 groups rows of one shape, and load_journal gives back every entry as it was."""
+
+import json
+import os
+
+import pytest
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
+    COMMITTED,
+    Journal,
+    load_journal,
+)
+
+
+def _update(key, before, after, note='move the volume', table='volumes', database='cinder_db'):
+    return dict(database=database, table=table, key={'id': key}, action='update', before=before, after=after,
+                note=note)
+
+
+def _entries():
+    moved = [_update('v%d' % number, {'host': 'old@lvm#lvm', 'updated_at': '2026-01-0%d 10:00:00' % number},
+                     {'host': 'new@lvm#lvm', 'updated_at': '2026-11-22 03:00:00'}) for number in range(1, 5)]
+    # The same columns listed in another order: its values must not be read in the first order.
+    moved.append(_update('v5', {'updated_at': '2026-01-05 10:00:00', 'host': 'old@lvm'},
+                         {'updated_at': '2026-11-22 03:00:00', 'host': 'new@lvm'}))
+    odd_values = _update("v6 'quoted' \\ \u00e9\u6f22", {'host': None, 'status': ''},
+                         {'host': {'base64': 'AAEC'}, 'status': 'caf\u00e9 "x"'}, note=None)
+    deleted = [dict(database='cinder_db', table='workers', key={'id': number}, action='delete',
+                    before={'status': 'detaching'}, after={}, row={'id': number, 'status': 'detaching'})
+               for number in (7, 8)]
+    inserted = [dict(database='nova:cell1', table='allocations', key={'id': number}, action='insert', before={},
+                     after={'consumer_id': 'c', 'used': number}) for number in (9, 10, 11)]
+    return moved + [odd_values] + deleted + inserted
+
+
+def _written(tmp_path, entries):
+    journal = Journal(str(tmp_path), 'stackmender.openstack.cinder_service_rehost', {'from_host': 'old'},
+                      {'cinder_db': {'server': '127.0.0.1:3306', 'database': 'cinder'}})
+    journal.prepare_directory()
+    journal.document['entries'] = entries
+    journal.write()
+    journal.write(COMMITTED)
+    return journal.path
+
+
+def test_every_entry_comes_back_as_it_was_written(tmp_path):
+    entries = _entries()
+    document = load_journal(_written(tmp_path, entries))
+    assert document['format'] == 2 and document['status'] == COMMITTED
+    assert document['entries'] == json.loads(json.dumps(entries))
+
+
+def test_runs_of_one_shape_are_grouped_and_the_rest_stand_alone(tmp_path):
+    with open(_written(tmp_path, _entries())) as stream:
+        raw = json.load(stream)['entries']
+    groups = [item for item in raw if 'rows' in item]
+    assert [(group['table'], len(group['rows'])) for group in groups] == [('volumes', 4), ('allocations', 3)]
+    assert groups[0]['before_columns'] == ['host', 'updated_at'] and groups[0]['note'] == 'move the volume'
+    assert groups[0]['rows'][0] == ['v1', ['old@lvm#lvm', '2026-01-01 10:00:00'], ['new@lvm#lvm', '2026-11-22 03:00:00']]
+    # v5 (other column order), the odd values and each deleted row (its whole row kept) stand alone.
+    alone = [item for item in raw if 'rows' not in item]
+    assert [item['key']['id'] for item in alone] == ['v5', "v6 'quoted' \\ \u00e9\u6f22", 7, 8]
+
+
+def test_the_grouped_journal_is_much_smaller_than_one_entry_per_row(tmp_path):
+    entries = [_update('%08d-0000-4000-8000-000000000000' % number,
+                       {'host': 'cinder-old@lvm#lvm', 'service_uuid': 'a' * 36, 'updated_at': '2026-01-01 10:00:00'},
+                       {'host': 'cinder-new@lvm#lvm', 'service_uuid': 'b' * 36, 'updated_at': '2026-11-22 03:00:00'},
+                       note='move the volume from cinder-old@lvm to cinder-new@lvm#lvm') for number in range(2000)]
+    path = _written(tmp_path, entries)
+    one_per_row = sum(len(json.dumps(entry, sort_keys=True)) + 4 for entry in entries)
+    assert os.path.getsize(path) < one_per_row * 0.6, (os.path.getsize(path), one_per_row)
+    assert load_journal(path)['entries'] == entries
+
+
+def test_a_format_1_journal_still_loads(tmp_path):
+    entries = _entries()
+    path = tmp_path / 'old.json'
+    path.write_text(json.dumps(dict(format=1, run_id='r', module='m', status='committed', arguments={}, databases={},
+                                    force=False, commits={}, entries=entries)))
+    assert load_journal(str(path))['entries'] == json.loads(json.dumps(entries))
+
+
+@pytest.mark.parametrize('damage, message', [
+    (lambda group: group.pop('key_column'), 'lacks database/table/action/key_column'),
+    (lambda group: group['rows'].append(['v9', ['only one value'], ['x', 'y']]), 'row 4 of group 0 is not'),
+    (lambda group: group['rows'].append('v9'), 'row 4 of group 0 is not'),
+    (lambda group: group.update(rows={}), 'or its rows'),
+])
+def test_a_damaged_group_is_refused_naming_it(tmp_path, damage, message):
+    path = _written(tmp_path, _entries()[:4])
+    with open(path) as stream:
+        document = json.load(stream)
+    damage(document['entries'][0])
+    with open(path, 'w') as stream:
+        json.dump(document, stream)
+    with pytest.raises(InputError) as raised:
+        load_journal(path)
+    assert 'is damaged' in str(raised.value) and message in str(raised.value), str(raised.value)
+
+
+def test_an_unknown_format_is_refused(tmp_path):
+    path = tmp_path / 'future.json'
+    path.write_text(json.dumps(dict(format=3, status='committed', entries=[])))
+    with pytest.raises(InputError, match='format 1 or 2 expected'):
+        load_journal(str(path))
