@@ -158,9 +158,11 @@ def _encoded_entries(entries):
                           before_columns=list(before_columns), after_columns=list(after_columns))
             if note:
                 header['note'] = note
-            rows = ',\n'.join('   ' + encode_row([entry['key'][key_column], list(entry['before'].values()),
-                                                   list(entry['after'].values())]) for entry in entries[index:end])
-            yield '  %s, "rows": [\n%s\n  ]}' % (encode(header)[:-1], rows)
+            rows = []
+            for entry in entries[index:end]:
+                row = [entry['key'][key_column], list(entry['before'].values()), list(entry['after'].values())]
+                rows.append('   ' + encode_row(row))
+            yield '  %s, "rows": [\n%s\n  ]}' % (encode(header)[:-1], ',\n'.join(rows))
         index = end
 
 

@@ -94,14 +94,19 @@ class RowChange(object):
     """One row to update, delete or insert, identified by its primary key."""
 
     def __init__(self, database, table, key, action=UPDATE, before=None, after=None, expect=None, note=None,
-                 from_key=()):
+                 from_key=(), per_row=()):
         if action not in (UPDATE, DELETE, INSERT):
             raise ValueError('unknown row action %r' % (action,))
         # Columns that take the row's own key (Nova's soft delete: deleted = id). Their after
         # value is the key, and the statement writes the key column, so many rows share one statement.
         self.from_key = tuple(sorted(from_key))
-        if self.from_key and action != UPDATE:
-            raise ValueError('from_key applies to updates only')
+        # Columns whose after value is this row's own (an undo restores each row's updated_at): rows
+        # that differ only there still share one statement, which writes them with CASE key WHEN ...
+        self.per_row = tuple(sorted(per_row))
+        if (self.from_key or self.per_row) and action != UPDATE:
+            raise ValueError('from_key and per_row apply to updates only')
+        if not set(self.per_row) <= set(after or {}) or set(self.per_row) & set(self.from_key):
+            raise ValueError('per_row columns must be written by the change, and not from_key')
         self.database = database
         self.table = table
         self.key = dict(key)
@@ -134,8 +139,9 @@ class RowChange(object):
 
     def _compute_signature(self):
         if self.action == UPDATE:
+            fixed = self.from_key + self.per_row
             values = tuple(sorted((column, repr(value)) for column, value in self.after.items()
-                                  if column not in self.from_key)) + (('from_key',) + self.from_key,)
+                                  if column not in fixed)) + (('from_key',) + self.from_key, ('per_row',) + self.per_row)
         elif self.action == INSERT:
             values = tuple(sorted(self.after))
         else:
@@ -179,10 +185,18 @@ class StatementGroup(object):
         key = quote_identifier(self.key_column)
         in_list = placeholders(count)
         if self.action == UPDATE:
-            from_key = self.changes[0].from_key
-            assignments = ', '.join('%s = %s' % (quote_identifier(column), key if column in from_key else '%s')
-                                    for column in sorted(self.changes[0].after))
-            return 'UPDATE %s SET %s WHERE %s IN (%s)' % (table, assignments, key, in_list)
+            first = self.changes[0]
+            assignments = []
+            for column in sorted(first.after):
+                if column in first.from_key:
+                    value = key
+                elif column in first.per_row:
+                    value = 'CASE %s %s ELSE %s END' % (key, ' '.join(['WHEN %s THEN %s'] * count),
+                                                        quote_identifier(column))
+                else:
+                    value = '%s'
+                assignments.append('%s = %s' % (quote_identifier(column), value))
+            return 'UPDATE %s SET %s WHERE %s IN (%s)' % (table, ', '.join(assignments), key, in_list)
         if self.action == DELETE:
             return 'DELETE FROM %s WHERE %s IN (%s)' % (table, key, in_list)
         columns = sorted(self.changes[0].after)
@@ -190,11 +204,23 @@ class StatementGroup(object):
         return 'INSERT INTO %s (%s) VALUES %s' % (
             table, ', '.join(quote_identifier(column) for column in columns), ', '.join([row] * count))
 
-    def set_values(self):
+    def set_params(self, changes, shown=False):
+        """The parameters of the SET clause for ``changes`` (rows of this group), in the statement's order.
+
+        ``shown``: as a result shows them (JSON-safe), not as PyMySQL takes them.
+        """
         if self.action != UPDATE:
             return []
         first = self.changes[0]
-        return [first.after[column] for column in sorted(first.after) if column not in first.from_key]
+        value = normalize if shown else sql_value
+        params = []
+        for column in sorted(first.after):
+            if column in first.per_row:
+                for change in changes:
+                    params.extend((change.key_value, value(change.after[column])))
+            elif column not in first.from_key:
+                params.append(value(first.after[column]))
+        return params
 
     def describe(self):
         """The plan entry shown to the operator: statement and parameters."""
@@ -205,8 +231,8 @@ class StatementGroup(object):
                          statement=self.statement(1), rows=len(keys), keys=shown)
         else:
             entry = dict(kind='sql', database=self.database, table=self.table, action=self.action,
-                         statement=self.statement(len(shown)), params=self.set_values() + shown,
-                         rows=len(keys))
+                         statement=self.statement(len(shown)),
+                         params=self.set_params(self.changes[:len(shown)], shown=True) + shown, rows=len(keys))
         if len(keys) > SHOWN_KEYS:
             entry['keys_not_shown'] = len(keys) - SHOWN_KEYS
         notes = sorted(set(change.note for change in self.changes if change.note))
@@ -296,7 +322,7 @@ def _guarded_update(session, group, chunk, keys):
     row_hash = 'SHA2(CONCAT_WS(0x1f, %s), 256)' % ', '.join(
         'QUOTE(%s)' % quote_identifier(column) for column in [group.key_column] + columns)
     statement = '%s AND %s IN (%s)' % (StatementGroup(chunk).statement(len(chunk)), row_hash, placeholders(len(hashes)))
-    params = [sql_value(value) for value in group.set_values()] + keys + hashes
+    params = group.set_params(chunk) + keys + hashes
     session.execute('SAVEPOINT stackmender_chunk')
     if session.execute(statement, params) == len(chunk):
         return True
@@ -339,7 +365,7 @@ def execute_group(session, group):
                 for change in chunk:
                     params.extend(sql_value(change.after[column]) for column in columns)
             else:
-                params = [sql_value(value) for value in group.set_values()] + keys
+                params = group.set_params(chunk) + keys
             written = session.execute(StatementGroup(chunk).statement(len(chunk)), params)
             if written != len(chunk):
                 raise PlanConflict('%s on %s touched %d row(s) where the plan expected %d; rolled back'

@@ -120,6 +120,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.plan import 
     DELETE,
     INSERT,
     UPDATE,
+    RowChange,
     normalize,
     normalize_row,
     quote_identifier,
@@ -193,6 +194,34 @@ def statement_runs(changes):
     return ordered
 
 
+def with_per_row_values(changes):
+    """Undo updates that restore the same columns of one table, with the columns whose values differ
+    between rows (each volume's own ``updated_at``) written per row, so that they share one statement.
+    """
+    first_of, varying, keys = {}, {}, {}
+    for change in changes:
+        if change.action != UPDATE or change.from_key:
+            continue
+        shape = (change.database, change.table, tuple(sorted(change.after)))
+        first = first_of.setdefault(shape, change.after)
+        varying.setdefault(shape, set()).update(column for column, value in change.after.items()
+                                                if first[column] != value)
+        keys.setdefault(shape, []).append(_comparable(change.key_value))
+    for shape, seen in keys.items():
+        if len(set(seen)) != len(seen):
+            # A row restored twice keeps one statement per value: one statement must not write a row twice.
+            varying[shape] = set()
+    rebuilt = []
+    for change in changes:
+        per_row = varying.get((change.database, change.table, tuple(sorted(change.after)))) \
+            if change.action == UPDATE and not change.from_key else None
+        if per_row:
+            change = RowChange(change.database, change.table, change.key, before=change.before, after=change.after,
+                               expect=change.expect, note=change.note, per_row=per_row)
+        rebuilt.append(change)
+    return rebuilt
+
+
 class JournalUndo(RemediationModule):
     module_name = 'stackmender.openstack.journal_undo'
     argument_spec = dict(journal=dict(type='path', required=True))
@@ -245,7 +274,7 @@ class JournalUndo(RemediationModule):
         live = read_live_rows(sessions, entries)
         for entry in entries:
             self._plan_entry(plan, live, entry)
-        plan.changes = statement_runs(plan.changes)
+        plan.changes = statement_runs(with_per_row_values(plan.changes))
         return plan
 
     def _plan_entry(self, plan, live_rows, entry):

@@ -155,3 +155,49 @@ def test_the_plan_predicts_what_quote_prints_or_says_it_cannot(dbs, value, print
     if printed is not None and not isinstance(value, bool):
         shown = dbs.scalar('cinder', 'SELECT QUOTE(%s)', (value,))
         assert (shown.decode() if isinstance(shown, bytes) else shown) == printed
+
+
+def _per_row_changes(session, ids, meanwhile=None):
+    """Give every volume its own display_name and updated_at back, as an undo does, in one statement group."""
+    rows = session.query('SELECT id, display_name, updated_at, deleted FROM volumes WHERE id IN (%s) ORDER BY id'
+                         % planning.placeholders(len(ids)), ids)
+    if meanwhile:
+        meanwhile()
+    return [planning.RowChange('cinder_db', 'volumes', {'id': row['id']},
+                               before=dict(display_name=row['display_name'], updated_at=row['updated_at'],
+                                           status='available'),
+                               after=dict(display_name='name %d \' \\ \u00e9' % number,
+                                          updated_at=STAMP - datetime.timedelta(days=number), status='error'),
+                               expect=dict(deleted=row['deleted']), per_row=('display_name', 'updated_at'))
+            for number, row in enumerate(rows)]
+
+
+def test_rows_with_values_of_their_own_share_one_statement(dbs, volumes):
+    session = _session(dbs)
+    try:
+        groups = planning.group_changes(_per_row_changes(session, volumes))
+        assert len(groups) == 1
+        planning.execute_group(session, groups[0])
+        session.commit()
+    finally:
+        session.close()
+    assert _kinds(session) == ['SAVEPOINT stackmender_chunk', 'guarded update']
+    rows = dbs.query('cinder', 'SELECT display_name, updated_at, status FROM volumes WHERE id IN (%s) ORDER BY id'
+                     % ', '.join(['%s'] * len(volumes)), volumes)
+    assert rows == [dict(display_name='name %d \' \\ \u00e9' % number, updated_at=STAMP - datetime.timedelta(days=number),
+                         status='error') for number in range(len(volumes))]
+
+
+def test_rows_with_values_of_their_own_are_still_checked(dbs, volumes):
+    changed = sorted(volumes)[2]
+    session = _session(dbs)
+    try:
+        [group] = planning.group_changes(_per_row_changes(session, volumes, lambda: dbs.execute(
+            'cinder', "UPDATE volumes SET display_name = 'someone else' WHERE id = %s", (changed,))))
+        with pytest.raises(PlanConflict) as raised:
+            planning.execute_group(session, group)
+        session.rollback()
+    finally:
+        session.close()
+    assert list(raised.value.details['conflicts']) == ['cinder_db.volumes/%s' % changed]
+    assert dbs.scalar('cinder', "SELECT COUNT(*) FROM volumes WHERE status = 'error'") == 0

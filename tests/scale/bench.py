@@ -76,6 +76,7 @@ with connection.cursor() as cursor:
     print(len(cursor.fetchall()))
 """
 
+
 def log(message):
     sys.stderr.write('[bench %s] %s\n' % (time.strftime('%H:%M:%S'), message))
     sys.stderr.flush()

@@ -90,3 +90,51 @@ def test_transitional_statuses_are_a_subset_of_known_ones():
     assert set(cinder.TRANSITIONAL_STATUSES) < set(cinder.VOLUME_STATUSES)
     assert 'error_deleting' not in cinder.TRANSITIONAL_STATUSES
     assert cinder.is_migrating('target:abc') and cinder.is_migrating('migrating') and not cinder.is_migrating(None)
+
+
+def _restore(key, stamp, host='old@lvm'):
+    return planning.RowChange('cinder_db', 'volumes', {'id': key}, before={'host': 'new@lvm', 'updated_at': 'now'},
+                              after={'host': host, 'updated_at': stamp}, per_row=('updated_at',))
+
+
+def test_rows_differing_only_in_per_row_columns_share_one_statement():
+    groups = planning.group_changes([_restore('a', '2026-01-01 00:00:00'), _restore('b', '2026-02-02 00:00:00'),
+                                     _restore('c', '2026-03-03 00:00:00', host='other@lvm')])
+    assert [len(group.changes) for group in groups] == [2, 1]
+    described = groups[0].describe()
+    assert described['statement'] == ('UPDATE `volumes` SET `host` = %s, `updated_at` = CASE `id` WHEN %s THEN %s '
+                                      'WHEN %s THEN %s ELSE `updated_at` END WHERE `id` IN (%s, %s)')
+    assert described['params'] == ['old@lvm', 'a', '2026-01-01 00:00:00', 'b', '2026-02-02 00:00:00', 'a', 'b']
+
+
+def test_per_row_values_are_shown_json_safe_and_written_as_bytes():
+    change = planning.RowChange('cinder_db', 'volumes', {'id': 'a'}, before={'blob': b'old'}, after={'blob': b'\x00\x01'},
+                                per_row=('blob',))
+    group = planning.group_changes([change])[0]
+    assert group.describe()['params'] == ['a', {'base64': 'AAE='}, 'a']
+    assert group.set_params([change]) == ['a', b'\x00\x01']
+
+
+@pytest.mark.parametrize('kwargs', [dict(action=planning.DELETE, per_row=('status',)),
+                                    dict(after={'status': 'error'}, per_row=('host',)),
+                                    dict(after={'deleted': 1}, per_row=('deleted',), from_key=('deleted',))])
+def test_per_row_columns_must_be_written_by_an_update(kwargs):
+    with pytest.raises(ValueError):
+        planning.RowChange('cinder_db', 'volumes', {'id': 'a'}, **kwargs)
+
+
+def test_undo_writes_the_varying_columns_per_row_unless_a_row_comes_twice():
+    from ansible_collections.stackmender.openstack.plugins.modules.journal_undo import with_per_row_values
+
+    def undo(key, stamp, host='old@lvm'):
+        return planning.RowChange('cinder_db', 'volumes', {'id': key}, before={'host': 'new', 'updated_at': 'now'},
+                                  after={'host': host, 'updated_at': stamp})
+    changes = with_per_row_values([undo('a', '1'), undo('b', '2'), undo('c', '3')])
+    assert [change.per_row for change in changes] == [('updated_at',)] * 3
+    assert len(planning.group_changes(changes)) == 1
+    # Host differs too: both columns per row, still one statement.
+    assert with_per_row_values([undo('a', '1'), undo('b', '2', host='x')])[0].per_row == ('host', 'updated_at')
+    # The same row twice: each keeps its own statement, or one statement would write the row twice.
+    twice = with_per_row_values([undo('a', '1'), undo('A', '2')])
+    assert [change.per_row for change in twice] == [(), ()]
+    assert len(planning.group_changes(twice)) == 2
