@@ -14,7 +14,7 @@ Journals hold no credentials: databases are named by server and schema only.
 Format 2 writes consecutive entries that change the same columns of the same
 table, for the same reason, as one group: the shared fields once, then a line
 per row holding its key, its before-values and its after-values. A 100,000-row
-rehost's journal is a third of the size it had in format 1, where every entry
+rehost's journal is less than half the size it had in format 1, where every entry
 repeated them. :func:`load_journal` reads both formats and always returns the
 entries one per row.
 """
