@@ -66,6 +66,31 @@ def assert_still_held(admin, server_id):
     assert admin.compute.get_server(server_id).task_state == 'migrating', 'check mode changed the server'
 
 
+def _check_apply_and_rerun(ansible, admin, lab_env, args, server_id, call, ended, host, action):
+    """Check mode plans ``call`` (path, microversion) and leaves the migration running; the apply ends
+    it as ``ended`` with the server ACTIVE on ``host`` and ``action`` recorded, proven through the API;
+    a re-run changes nothing."""
+    checked = ansible(MODULE, args, check=True, diff=True, env=lab_env)
+    assert not checked.failed and checked.changed, checked['msg']
+    assert [(step['call'], step['microversion']) for step in checked['plan']] == [call]
+    assert_still_held(admin, server_id)
+
+    applied = ansible(MODULE, args, env=lab_env)
+    assert not applied.failed and applied.changed, applied['msg']
+    assert applied['method'] == 'api' and applied['journal'] is None and not applied.get('warnings'), applied
+    assert [migration['ended_status'] for migration in applied['instances'][0]['migrations']] == [ended]
+    # Proven through the API, not through the module.
+    assert live_migration(admin, server_id).status == ended
+    after = admin.compute.get_server(server_id)
+    assert (after.status, after.vm_state, after.task_state, after.compute_host) == ('ACTIVE', 'active', None, host)
+    actions = [entry.action for entry in admin.compute.server_actions(server_id)]
+    assert action in actions, actions
+
+    again = ansible(MODULE, args, env=lab_env)
+    assert not again.failed and not again.changed, again
+    assert any('no task in progress' in note for note in again['notes']), again['notes']
+
+
 def test_a_running_live_migration_is_aborted_through_nova(ansible, admin, api_args, lab_env, held):
     server, migration_id = held
 
@@ -79,26 +104,10 @@ def test_a_running_live_migration_is_aborted_through_nova(ansible, admin, api_ar
     # The operator has seen it make no progress: no age threshold.
     args = api_args(instance=[server.id], migration=[str(migration_id)], action='abort', method='api',
                     older_than=0, wait_timeout=60)
-    checked = ansible(MODULE, args, check=True, diff=True, env=lab_env)
-    assert not checked.failed and checked.changed, checked['msg']
-    assert [(step['call'], step['microversion']) for step in checked['plan']] == [
-        ('DELETE /servers/%s/migrations/%s' % (server.id, migration_id), '2.24')]
-    assert_still_held(admin, server.id)
-
-    applied = ansible(MODULE, args, env=lab_env)
-    assert not applied.failed and applied.changed, applied['msg']
-    assert applied['method'] == 'api' and applied['journal'] is None and not applied.get('warnings'), applied
-    assert [migration['ended_status'] for migration in applied['instances'][0]['migrations']] == ['cancelled']
-    # Proven through the API, not through the module: rolled back on the source.
-    assert live_migration(admin, server.id).status == 'cancelled'
-    after = admin.compute.get_server(server.id)
-    assert (after.status, after.vm_state, after.task_state, after.compute_host) == ('ACTIVE', 'active', None, SOURCE)
-    actions = [action.action for action in admin.compute.server_actions(server.id)]
-    assert 'live_migration_cancel' in actions, actions
-
-    again = ansible(MODULE, args, env=lab_env)
-    assert not again.failed and not again.changed, again
-    assert any('no task in progress' in note for note in again['notes']), again['notes']
+    # Rolled back on the source.
+    _check_apply_and_rerun(ansible, admin, lab_env, args, server.id,
+                           call=('DELETE /servers/%s/migrations/%s' % (server.id, migration_id), '2.24'),
+                           ended='cancelled', host=SOURCE, action='live_migration_cancel')
 
 
 def test_a_running_live_migration_is_forced_to_complete_through_nova(ansible, admin, api_args, lab_env, held):
@@ -106,23 +115,8 @@ def test_a_running_live_migration_is_forced_to_complete_through_nova(ansible, ad
     args = api_args(instance=[server.id], migration=[str(migration_id)], action='force_complete', method='api',
                     older_than=0, wait_timeout=60)
 
-    checked = ansible(MODULE, args, check=True, diff=True, env=lab_env)
-    assert not checked.failed and checked.changed, checked['msg']
-    assert [(step['call'], step['microversion']) for step in checked['plan']] == [
-        ('POST /servers/%s/migrations/%s/action force_complete' % (server.id, migration_id), '2.22')]
-    assert_still_held(admin, server.id)
-
-    applied = ansible(MODULE, args, env=lab_env)
-    assert not applied.failed and applied.changed, applied['msg']
-    assert applied['method'] == 'api' and applied['journal'] is None and not applied.get('warnings'), applied
-    assert [migration['ended_status'] for migration in applied['instances'][0]['migrations']] == ['completed']
-    # Proven through the API: the guest finished its move to the destination.
-    assert live_migration(admin, server.id).status == 'completed'
-    after = admin.compute.get_server(server.id)
-    assert (after.status, after.vm_state, after.task_state, after.compute_host) == ('ACTIVE', 'active', None, DEST)
-    actions = [action.action for action in admin.compute.server_actions(server.id)]
-    assert 'live_migration_force_complete' in actions, actions
-
-    again = ansible(MODULE, args, env=lab_env)
-    assert not again.failed and not again.changed, again
-    assert any('no task in progress' in note for note in again['notes']), again['notes']
+    # The guest finished its move to the destination.
+    _check_apply_and_rerun(ansible, admin, lab_env, args, server.id,
+                           call=('POST /servers/%s/migrations/%s/action force_complete' % (server.id, migration_id),
+                                 '2.22'),
+                           ended='completed', host=DEST, action='live_migration_force_complete')
