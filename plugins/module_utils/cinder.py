@@ -84,11 +84,21 @@ def host_condition_params(selector):
     return [selector, selector + '#', selector + '#']
 
 
-def live_services(session, binary):
-    """Live ``services`` rows of one binary, each with ``heartbeat_age`` in seconds by the database clock."""
-    rows = session.query('SELECT *, TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) AS heartbeat_age '
-                         'FROM services WHERE deleted = 0 AND `binary` = BINARY %s ORDER BY id', (binary,))
-    return [row for row in rows if row['binary'] == binary]
+def live_services(session, binary, host=None, lock=False):
+    """Live ``services`` rows of one binary (and ``host``), each with ``heartbeat_age`` in seconds by the
+    database clock.
+
+    ``lock``: as :meth:`Session.query`'s.
+    """
+    if host is None:
+        rows = session.query('SELECT *, TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) AS heartbeat_age '
+                             'FROM services WHERE deleted = 0 AND `binary` = BINARY %s ORDER BY id', (binary,),
+                             lock=lock)
+    else:
+        rows = session.query('SELECT *, TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) AS heartbeat_age '
+                             'FROM services WHERE deleted = 0 AND `binary` = BINARY %s AND host = BINARY %s '
+                             'ORDER BY id', (binary, host), lock=lock)
+    return [row for row in rows if row['binary'] == binary and (host is None or row['host'] == host)]
 
 
 def service_is_up(service, down_time):

@@ -226,10 +226,12 @@ def describe_error(target, error):
 class Session(object):
     """One connection to one service database, used for one transaction."""
 
-    def __init__(self, target, lock_timeout=30, connect_timeout=10):
+    def __init__(self, target, lock_timeout=30, connect_timeout=10, lock_rows=False):
         self.target = target
         self.lock_timeout = int(lock_timeout)
         self.connect_timeout = connect_timeout
+        # Reads asked to lock (query(..., lock=True)) take row locks held until commit or rollback.
+        self.lock_rows = lock_rows
         self.connection = None
 
     def connect(self):
@@ -252,6 +254,11 @@ class Session(object):
                 # Bounded waits for row locks; the module fails cleanly instead of hanging.
                 cursor.execute('SET SESSION innodb_lock_wait_timeout = %s', (self.lock_timeout,))
                 cursor.execute('SET SESSION lock_wait_timeout = %s', (self.lock_timeout,))
+                if self.lock_rows:
+                    # A locking read under REPEATABLE READ keeps every row it scanned locked, which
+                    # without an index on its condition is the whole table; READ COMMITTED keeps
+                    # only the rows that match.
+                    cursor.execute('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED')
         except pymysql.err.MySQLError as error:
             self.connection = None
             raise DatabaseError(describe_error(target, error))
@@ -261,8 +268,14 @@ class Session(object):
             raise DatabaseError('%s: cannot connect to %s: the host name is not valid' % (target.option, target.display()))
         return self
 
-    def query(self, sql, params=None):
-        """Run a read; rows come back as dicts."""
+    def query(self, sql, params=None, lock=False):
+        """Run a read; rows come back as dicts.
+
+        ``lock``: on a session opened with ``lock_rows``, the rows read are locked
+        (``FOR UPDATE``) until the transaction ends; elsewhere it reads as usual.
+        """
+        if lock and self.lock_rows:
+            sql += ' FOR UPDATE'
         try:
             with self.connection.cursor() as cursor:
                 cursor.execute(sql, params)

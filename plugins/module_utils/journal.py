@@ -72,6 +72,8 @@ class Journal(object):
             'commits': {},
             'entries': [],
         }
+        # True once the file exists on disk (a later rewrite must then record how the run ended).
+        self.written = False
 
     def prepare_directory(self):
         """Create the directory early so a bad journal_dir fails before any lock is taken."""
@@ -121,6 +123,7 @@ class Journal(object):
             if os.path.exists(temporary):
                 os.unlink(temporary)
             raise
+        self.written = True
         directory_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(directory_fd)

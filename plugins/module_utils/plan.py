@@ -12,7 +12,10 @@ refuses, with nothing written, when a row no longer matches the plan. An
 update checks its rows inside its own statement, by a hash of what each row
 must still hold; when that does not account for every row, and for deletes
 and inserts, the executor locks and re-reads the rows (``SELECT ... FOR
-UPDATE``) and compares them one by one, which names every conflict.
+UPDATE``) and compares them one by one, which names every conflict. A change
+marked ``locked`` was read under a lock that its session holds until commit
+(the plan was made under lock), so it cannot have changed and is written as
+planned; the statement must still touch exactly its rows.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -79,8 +82,12 @@ def normalize(value):
 
 
 def normalize_row(row):
-    # The type test inline: a 100,000-row plan normalizes millions of values, nearly all plain.
-    return {column: value if type(value) in _PLAIN else normalize(value) for column, value in row.items()}
+    # A 100,000-row plan normalizes millions of values, nearly all plain: test them all at once, in C.
+    if _PLAIN.issuperset(map(type, row.values())):
+        return dict(row)
+    return {column: value if type(value) in _PLAIN else
+            value.isoformat(' ') if type(value) is datetime.datetime else normalize(value)
+            for column, value in row.items()}
 
 
 def sql_value(value):
@@ -90,43 +97,55 @@ def sql_value(value):
     return value
 
 
+def _normalized(row):
+    """normalize_row() of an optional row, a copy: callers may go on using theirs."""
+    return {} if row is None else normalize_row(row)
+
+
 class RowChange(object):
     """One row to update, delete or insert, identified by its primary key."""
 
+    __slots__ = ('from_key', 'per_row', 'database', 'table', 'key', 'action', 'before', 'after', 'expect', 'note',
+                 'locked', '_signature')
+
     def __init__(self, database, table, key, action=UPDATE, before=None, after=None, expect=None, note=None,
-                 from_key=(), per_row=()):
+                 from_key=(), per_row=(), locked=False):
         if action not in (UPDATE, DELETE, INSERT):
             raise ValueError('unknown row action %r' % (action,))
         # Columns that take the row's own key (Nova's soft delete: deleted = id). Their after
         # value is the key, and the statement writes the key column, so many rows share one statement.
-        self.from_key = tuple(sorted(from_key))
+        self.from_key = tuple(sorted(from_key)) if from_key else ()
         # Columns whose after value is this row's own (an undo restores each row's updated_at): rows
         # that differ only there still share one statement, which writes them with CASE key WHEN ...
-        self.per_row = tuple(sorted(per_row))
-        if (self.from_key or self.per_row) and action != UPDATE:
-            raise ValueError('from_key and per_row apply to updates only')
-        if not set(self.per_row) <= set(after or {}) or set(self.per_row) & set(self.from_key):
-            raise ValueError('per_row columns must be written by the change, and not from_key')
+        self.per_row = tuple(sorted(per_row)) if per_row else ()
+        if self.from_key or self.per_row:
+            if action != UPDATE:
+                raise ValueError('from_key and per_row apply to updates only')
+            if not set(self.per_row) <= set(after or {}) or set(self.per_row) & set(self.from_key):
+                raise ValueError('per_row columns must be written by the change, and not from_key')
         self.database = database
         self.table = table
         self.key = dict(key)
         self.action = action
-        self.before = normalize_row(before or {})
-        self.after = normalize_row(after or {})
+        self.before = _normalized(before)
+        self.after = _normalized(after)
         # Values that must still hold when applying, beyond those the change overwrites.
-        self.expect = normalize_row(expect or {})
+        self.expect = _normalized(expect)
         self.note = note
+        # Read with a lock held until commit, on the session that writes it: nothing to re-check.
+        self.locked = bool(locked)
         self._signature = None
-        for column in self.from_key:
-            self.after[column] = normalize(self.key_value)
+        if self.from_key:
+            for column in self.from_key:
+                self.after[column] = normalize(self.key_value)
 
     @property
     def key_column(self):
-        return list(self.key)[0]
+        return next(iter(self.key))
 
     @property
     def key_value(self):
-        return list(self.key.values())[0]
+        return next(iter(self.key.values()))
 
     def label(self):
         return '%s/%s' % (self.table, self.key_value)
@@ -140,13 +159,17 @@ class RowChange(object):
     def _compute_signature(self):
         if self.action == UPDATE:
             fixed = self.from_key + self.per_row
-            values = tuple(sorted((column, repr(value)) for column, value in self.after.items()
-                                  if column not in fixed)) + (('from_key',) + self.from_key, ('per_row',) + self.per_row)
+            # repr() of the sorted pairs, built in C: equal text means equal columns and values, and
+            # keeps apart values Python holds equal but SQL writes differently (1, 1.0 and True).
+            items = self.after.items()
+            if fixed:
+                items = [(column, value) for column, value in items if column not in fixed]
+            values = (repr(sorted(items)), self.from_key, self.per_row)
         elif self.action == INSERT:
             values = tuple(sorted(self.after))
         else:
             values = ()
-        return (self.database, self.table, self.action, self.key_column, values)
+        return (self.database, self.table, self.action, self.key_column, values, self.locked)
 
     def checked_values(self):
         """What the live row must hold at apply time for the plan to be valid."""
@@ -166,6 +189,34 @@ class RowChange(object):
         return entry
 
 
+def uniform_updates(database, table, key_column, rows, after, note=None, locked=False):
+    """Updates that write the same ``after`` values to many rows; ``rows`` are (key, before, expect).
+
+    The same changes as a RowChange per row, built for 100,000 rows: ``after`` is
+    normalized and the statement signature computed once, and every change shares them
+    (a plan never changes a change).
+    """
+    changes = []
+    first = None
+    for key, before, expect in rows:
+        if first is None:
+            first = RowChange(database, table, {key_column: key}, before=before, after=after, expect=expect, note=note,
+                              locked=locked)
+            changes.append(first)
+            continue
+        change = RowChange.__new__(RowChange)
+        change.database, change.table, change.action, change.note = database, table, UPDATE, note
+        change.key = {key_column: key}
+        change.before = normalize_row(before)
+        change.after = first.after
+        change.expect = normalize_row(expect)
+        change.from_key = change.per_row = ()
+        change.locked = first.locked
+        change._signature = first.signature()
+        changes.append(change)
+    return changes
+
+
 class StatementGroup(object):
     """Consecutive row changes that one statement shape can carry."""
 
@@ -179,6 +230,11 @@ class StatementGroup(object):
 
     def keys(self):
         return [change.key_value for change in self.changes]
+
+    @property
+    def planned_under_lock(self):
+        """Updates read under lock: written exactly as planned, so their journal is known before writing."""
+        return self.action == UPDATE and self.changes[0].locked
 
     def statement(self, count):
         table = quote_identifier(self.table)
@@ -330,15 +386,25 @@ def _guarded_update(session, group, chunk, keys):
     return False
 
 
-def execute_group(session, group):
-    """Lock, re-check and write one statement group; returns journal entries."""
+def _locked_update(session, group, chunk, keys):
+    """Write a chunk of updates whose rows the plan read under lock: no row can differ from the plan."""
+    written = session.execute(StatementGroup(chunk).statement(len(chunk)), group.set_params(chunk) + keys)
+    if written != len(chunk):
+        raise PlanConflict('update on %s touched %d row(s) where the plan, made under lock, expected %d; '
+                           'rolled back' % (group.table, written, len(chunk)))
+
+
+def execute_group(session, group, record=True):
+    """Lock, re-check and write one statement group; returns journal entries (none unless ``record``)."""
     entries = []
     table = quote_identifier(group.table)
     key = quote_identifier(group.key_column)
     for chunk in chunks(group.changes, CHUNK_SIZE):
         keys = [change.key_value for change in chunk]
         by_key = {}
-        if not _guarded_update(session, group, chunk, keys):
+        if group.planned_under_lock:
+            _locked_update(session, group, chunk, keys)
+        elif not _guarded_update(session, group, chunk, keys):
             if group.action == DELETE:
                 selected = '*'  # the journal keeps the whole row, so that undo can re-insert it
             else:
@@ -370,6 +436,8 @@ def execute_group(session, group):
             if written != len(chunk):
                 raise PlanConflict('%s on %s touched %d row(s) where the plan expected %d; rolled back'
                                    % (group.action, group.table, written, len(chunk)))
+        if not record:
+            continue
         for change in chunk:
             # The whole row is kept only where undo must re-insert it: a row such as an
             # attachment can hold backend secrets in connection_info.

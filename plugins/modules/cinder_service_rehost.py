@@ -32,10 +32,13 @@ description:
   - O(disable_old) disables the old service rows in the same transaction (C(disabled_reason) names
     stackmender and the new host; C(updated_at), the heartbeat, is kept, as Cinder does).
     O(remove_old) soft-deletes them with Cinder's convention (C(deleted = 1), C(deleted_at)).
-  - The plan is computed first. Check mode returns it and writes nothing. Applying runs exactly
-    that plan, re-reading and locking every row, and writes a journal of before-images that
-    M(stackmender.openstack.journal_undo) can revert. Rows of one shape are one statement, so
-    thousands of volumes are a handful of statements.
+  - The plan is computed first. Check mode returns it, writes nothing and takes no lock. Applying
+    plans under lock, at READ COMMITTED, reading every row it changes with C(SELECT ... FOR UPDATE)
+    in the transaction that writes it, so the rows are written exactly as planned. A writer holding
+    one of them makes the run wait at most O(lock_timeout). A second run of the same rehost waits
+    for the first and then finds nothing left to do. The journal of before-images, which
+    M(stackmender.openstack.journal_undo) can revert, is written before the commit. Rows of one
+    shape are one statement per 500 rows, so thousands of volumes are a handful of statements.
   - Only the database path exists. Cinder has no API that changes a volume's host without moving
     its data. C(os-migrate_volume) copies the data and needs the old service alive. O(method=api)
     fails and says so; O(method=auto) uses the database.
@@ -233,7 +236,7 @@ notes:
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now, quote_identifier
+from ansible_collections.stackmender.openstack.plugins.module_utils.plan import normalize, now, quote_identifier
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
     chunks,
@@ -268,6 +271,8 @@ def _host_error(option, value, problem):
 class CinderServiceRehost(RemediationModule):
     module_name = 'stackmender.openstack.cinder_service_rehost'
     required_databases = (CINDER,)
+    # 100,000 volumes are read and planned under the locks of the write: no row is re-checked.
+    plans_under_lock = True
     argument_spec = dict(
         from_host=dict(type='str', required=True),
         to_host=dict(type='str', required=True),
@@ -353,20 +358,19 @@ class CinderServiceRehost(RemediationModule):
             where = 'deleted = 0 AND ' + where
         rows = self.db.query('SELECT %s FROM %s WHERE %s ORDER BY id'
                              % (self._select(columns), quote_identifier(table), where),
-                             cinder.host_condition_params(self.from_host))
+                             cinder.host_condition_params(self.from_host), lock=True)
         return [row for row in rows if self._matches(row['host'])]
 
     def _read_volumes(self):
         columns = self._columns('volumes', ('id', 'host', 'status', 'attach_status', 'migration_status', 'deleted',
-                                            'updated_at', 'group_id', 'consistencygroup_id', 'service_uuid',
-                                            'cluster_name'))
+                                            'updated_at', 'service_uuid', 'cluster_name'))
         if not self.volume_ids:
             return self._read_under('volumes', columns)
         found = {}
         for chunk in chunks(self.volume_ids):
             for row in self.db.query('SELECT %s FROM volumes WHERE id IN (%s)'
                                      % (self._select(columns), placeholders(len(chunk))),
-                                     chunk):
+                                     chunk, lock=True):
                 found[row['id'].lower()] = row
         missing = [volume_id for volume_id in self.volume_ids if volume_id not in found]
         if missing:
@@ -397,7 +401,7 @@ class CinderServiceRehost(RemediationModule):
                                                       'attach_status', 'deleted', 'updated_at'))
         rows = self.db.query('SELECT %s FROM volume_attachment WHERE deleted = 0 AND %s ORDER BY id'
                              % (self._select(columns), cinder.host_condition('attached_host')),
-                             cinder.host_condition_params(self.from_host))
+                             cinder.host_condition_params(self.from_host), lock=True)
         rows = [row for row in rows if self._matches(row['attached_host'])]
         others = sorted(set(row['volume_id'] for row in rows if row['volume_id'] not in moving_ids))
         moved_before = set()
@@ -461,7 +465,9 @@ class CinderServiceRehost(RemediationModule):
             if not schema.has(table, column):
                 plan.note('this cinder schema has no %s.%s; service_uuid is left alone' % (table, column))
         services = cinder.live_services(self.db, self.params['binary'])
-        old_services = [row for row in services if row['host'] == self.old_service_host]
+        # The rows this run retires are read again under lock; the other services only feed the guards,
+        # and their heartbeats must not wait for this run.
+        old_services = cinder.live_services(self.db, self.params['binary'], host=self.old_service_host, lock=True)
         if not old_services and not self.fill_pool:
             plan.note('no live %s service row %s (missing or already removed)'
                       % (self.params['binary'], self.old_service_host))
@@ -475,7 +481,8 @@ class CinderServiceRehost(RemediationModule):
         moving_ids = set(volume['id'] for volume in volumes)
         attachments = self._read_attachments(moving_ids)
         owned = dict((table, self._read_owned(table, moving_ids)) for table in OWNED_TABLES)
-        stamp = now()
+        # As a plan holds it: 100,000 rows then share one text instead of each converting a datetime.
+        stamp = normalize(now())
         if volumes or attachments or any(owned.values()):
             new_service = self._new_service(new_services, services)
             self._plan_volumes(plan, volumes, new_service, stamp)
@@ -529,18 +536,23 @@ class CinderServiceRehost(RemediationModule):
             targets.append(('service_uuid', service_uuid))
         if self.cinder_schema.has('volumes', 'cluster_name'):
             targets.append(('cluster_name', cluster))
-        changes = []
+        shapes = {}
         for volume in volumes:
-            after = dict((column, value) for column, value in targets if volume[column] != value)
-            before = dict((column, volume[column]) for column in after)
-            before['updated_at'] = volume['updated_at']
+            changed = tuple(column for column, value in targets if volume[column] != value)
+            shapes.setdefault(changed, []).append(volume)
+        # Rows that change the same columns are one statement: keep them together, each shape in id order.
+        for changed in sorted(shapes, key=lambda columns: sorted(columns + ('updated_at',))):
+            after = dict((column, value) for column, value in targets if column in changed)
             after['updated_at'] = stamp
-            changes.append((sorted(after), volume, before, after))
-        # Rows that change the same columns are one statement: keep them together.
-        for _columns, volume, before, after in sorted(changes, key=lambda item: (item[0], item[1]['id'])):
-            plan.change(CINDER, 'volumes', {'id': volume['id']}, before=before, after=after,
-                        expect=dict(deleted=0, status=volume['status'], migration_status=volume['migration_status']),
-                        note='move the volume from %s to %s' % (self.from_host, self.to_host))
+            rows = []
+            for volume in sorted(shapes[changed], key=lambda volume: volume['id']):
+                before = {column: volume[column] for column in changed}
+                before['updated_at'] = volume['updated_at']
+                rows.append((volume['id'], before, {'deleted': 0, 'status': volume['status'],
+                                                    'migration_status': volume['migration_status']}))
+            plan.updates(CINDER, 'volumes', 'id', rows, after,
+                         note='move the volume from %s to %s' % (self.from_host, self.to_host),
+                         locked=self.planning_under_lock)
 
     def _shaped(self, old_value):
         """The new host for a row that named the old one: with a pool if it had one."""
@@ -553,7 +565,7 @@ class CinderServiceRehost(RemediationModule):
                         before=dict(attached_host=row['attached_host'], updated_at=row['updated_at']),
                         after=dict(attached_host=self._shaped(row['attached_host']), updated_at=stamp),
                         expect=dict(deleted=0, volume_id=row['volume_id']),
-                        note='the attachment names the old Cinder host')
+                        note='the attachment names the old Cinder host', locked=self.planning_under_lock)
 
     def _plan_owned(self, plan, table, rows, new_service, stamp):
         cluster = self._cluster_value(new_service)
@@ -577,7 +589,7 @@ class CinderServiceRehost(RemediationModule):
                             row, before, after, expect))
         for _shape, row, before, after, expect in sorted(changes, key=lambda item: (item[0], item[1]['id'])):
             plan.change(CINDER, table, {'id': row['id']}, before=before, after=after, expect=expect,
-                        note='%s under the old host moves with its volumes' % table)
+                        note='%s under the old host moves with its volumes' % table, locked=self.planning_under_lock)
 
     def _plan_services(self, plan, old_services, moving_ids, stamp):
         reason = ('stackmender: rehosted to %s' % self.to_host)[:REASON_LENGTH]
@@ -599,7 +611,7 @@ class CinderServiceRehost(RemediationModule):
                         expect=dict(host=row['host'], binary=row['binary'], updated_at=row['updated_at']),
                         note='retire the old service (%s)' % ' and '.join(
                             verb for verb, wanted in (('disable', 'disabled' in after), ('soft-delete', 'deleted' in after))
-                            if wanted))
+                            if wanted), locked=self.planning_under_lock)
         if self.params['remove_old'] and old_services:
             self._guard_remaining(plan, old_services, moving_ids)
 

@@ -24,6 +24,7 @@ from tests.faults.helpers import (
 )
 from tests.harness import builder, dbset, mariadb
 from tests.integration.helpers import assert_clean_failure, snapshot
+from tests.security.cases.cinder_service_rehost import build_cinder_service_rehost
 from tests.security.dbusers import DatabaseUser
 from tests.security.module_cases import (
     CaseContext,
@@ -316,6 +317,108 @@ def test_two_runs_planned_together_one_applies_the_other_refuses(
         assert all('volumes/' in label for label in loser['conflicts'])
     assert_exactly_as_planned(dbs, original, applied[0])
     assert [document['status'] for document in live_journals(journal_dir)] == ['committed']
+
+
+# --------------------------------------------------------------------------
+# Planned under lock: cinder_service_rehost, when applying, reads every row it
+# changes with FOR UPDATE on the connection that writes it
+
+
+def _rehost_scenario(context, count):
+    """The registry's rehost incident with ``count`` more volumes in a pool of the old host."""
+    scenario = build_cinder_service_rehost(context)
+    old = scenario.args['from_host']
+    volumes = [context.cloud.volume(host=old + '#DEFAULT') for _number in range(count)]
+    return scenario, volumes
+
+
+def test_rehost_apply_waits_for_a_writer_at_its_read_and_check_mode_takes_no_lock(
+        context, module_user, dbs, ansible, journal_dir):
+    scenario, volumes = _rehost_scenario(context, 3)
+    original = snapshot(dbs, scenario.tables)
+    args = module_args(module_user, scenario, journal_dir, lock_timeout=2)
+    lock = RowLock(dbs.server, dbs.name('cinder'), 'SELECT id FROM volumes WHERE id = %s FOR UPDATE', (volumes[1],))
+    try:
+        checked = ansible('cinder_service_rehost', args, check=True)
+        refused = ansible('cinder_service_rehost', args)
+        still_held = lock.connection is not None and lock.connection.open
+    finally:
+        lock.release()
+    assert not checked.failed and checked.changed, checked
+    assert checked['plan'] and 'volumes/%s' % volumes[1] in checked['after']['cinder_db']
+    assert still_held
+    assert_clean_failure(refused, 'locked by another transaction; gave up after lock_timeout')
+    assert snapshot(dbs, scenario.tables) == original
+    # It stopped while planning: no statement ran, so there is no journal at all.
+    assert journals(journal_dir) == []
+
+    applied = ansible('cinder_service_rehost', args)
+    assert not applied.failed and applied.changed, applied
+    assert_exactly_as_planned(dbs, original, applied)
+    assert applied['before'] == checked['before']
+    assert [document['status'] for document in journals(journal_dir)] == ['committed']
+
+
+def test_two_rehosts_at_once_one_applies_the_other_finds_nothing_to_do(
+        context, module_user, background, dbs, ansible, journal_dir):
+    """Both runs wait at their read for a writer's lock; the one that reads second reads after the first committed."""
+    scenario, volumes = _rehost_scenario(context, 200)
+    original = snapshot(dbs, scenario.tables)
+    args = module_args(module_user, scenario, journal_dir, lock_timeout=600)
+    lock = RowLock(dbs.server, dbs.name('cinder'), 'SELECT id FROM services WHERE host = %s FOR UPDATE',
+                   (scenario.args['from_host'],))
+    try:
+        runs = [background.start(ansible, 'cinder_service_rehost', args) for _run in range(2)]
+        wait_until(lambda: len(lock_waiters(dbs, module_user.name)) == 2, 'both runs to wait for the lock',
+                   describe=module_user.processlist)
+        assert not any(run.done() for run in runs)
+    finally:
+        lock.release()
+    results = [run.result() for run in runs]
+
+    applied, others = _race_outcome(results)
+    assert len(applied) == 1, results
+    other = others[0]
+    assert not other.failed and not other.changed, other
+    assert other['msg'].startswith('nothing to do'), other['msg']
+    assert len([label for label in applied[0]['after']['cinder_db'] if label.startswith('volumes/')]) == 202
+    assert_exactly_as_planned(dbs, original, applied[0])
+    assert [document['status'] for document in journals(journal_dir)] == ['committed']
+
+
+def test_rehost_waiting_at_its_read_locks_no_row_it_does_not_change(
+        context, module_user, background, dbs, ansible, journal_dir):
+    """READ COMMITTED: the locking read keeps only the rows it returns, not every row it scanned."""
+    scenario, volumes = _rehost_scenario(context, 3)
+    # Ids and hosts that sort first: whichever way the read scans, it passes these before it blocks.
+    others = [context.cloud.volume(host='bystander-%d@lvm#lvm' % number, id='0000' + str(uuid.uuid4())[4:])
+              for number in range(5)]
+    args = module_args(module_user, scenario, journal_dir, lock_timeout=600)
+    lock = RowLock(dbs.server, dbs.name('cinder'), 'SELECT id FROM volumes WHERE id = %s FOR UPDATE', (volumes[-1],))
+    try:
+        run = background.start(ansible, 'cinder_service_rehost', args)
+        waiter = wait_until(lambda: lock_waiters(dbs, module_user.name), 'the volume lock', run=run,
+                            describe=module_user.processlist)[0]
+        assert 'FOR UPDATE' in waiter['info'], waiter
+        writer = dbs.server.admin_connect(database=dbs.name('cinder'), autocommit=False)
+        try:
+            with writer.cursor() as cursor:
+                cursor.execute('SET SESSION innodb_lock_wait_timeout = 1')
+                for volume in others:
+                    # Fails with a lock wait timeout if the module's read kept this row.
+                    assert cursor.execute('UPDATE volumes SET display_description = %s WHERE id = %s',
+                                          ('written while the rehost waits', volume)) == 1
+            writer.commit()
+        finally:
+            writer.close()
+    finally:
+        lock.release()
+    result = run.result()
+    assert not result.failed and result.changed, result
+    rows = dbs.query('cinder', 'SELECT host, display_description FROM volumes WHERE id IN (%s)'
+                     % ', '.join(['%s'] * len(others)), others)
+    assert [row['display_description'] for row in rows] == ['written while the rehost waits'] * len(others)
+    assert all(row['host'].startswith('bystander-') for row in rows)
 
 
 # --------------------------------------------------------------------------

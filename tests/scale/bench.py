@@ -41,9 +41,9 @@ NEW_POOL_HOST = NEW_HOST + '#lvm'
 # Generated heartbeats are 'now' when the cloud is written; injected dead services are two hours old.
 SERVICE_DOWN_TIME = 3600
 
-QUICK = dict(audit_sizes=[100, 500], rehost_volumes=200, state_volumes=20, loop_sample=2, server='shared',
-             buffer_pool='1G', cinder_manage_seconds=0)
-FULL = dict(audit_sizes=[10000, 100000], rehost_volumes=100000, state_volumes=1000, loop_sample=20,
+QUICK = dict(audit_sizes=[100, 500], rehost_volumes=200, rehost_repeats=2, state_volumes=20, loop_sample=2,
+             server='shared', buffer_pool='1G', cinder_manage_seconds=0)
+FULL = dict(audit_sizes=[10000, 100000], rehost_volumes=100000, rehost_repeats=3, state_volumes=1000, loop_sample=20,
             server='private', buffer_pool='2G', cinder_manage_seconds=300)
 
 # Runs a command and reports its wall time and the peak RSS of the processes it waited for.
@@ -75,6 +75,12 @@ with connection.cursor() as cursor:
     cursor.execute(sys.argv[2], json.loads(sys.argv[3]))
     print(len(cursor.fetchall()))
 """
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def log(message):
@@ -294,47 +300,57 @@ class Bench(object):
                          "WHERE `binary` = 'cinder-volume'")
         database_set.execute('cinder', service_reset, (OLD_HOST,))
 
-        # The floor: the same volume change as one statement, committed.
-        connection = database_set.connect('cinder', autocommit=False)
-        try:
-            started = time.monotonic()
-            with connection.cursor() as cursor:
-                cursor.execute('UPDATE volumes SET host = %s, service_uuid = %s, updated_at = UTC_TIMESTAMP() '
-                               'WHERE deleted = 0 AND host = %s', (NEW_POOL_HOST, new_uuid, OLD_HOST + '#lvm'))
-                floor_rows = cursor.rowcount
-            connection.commit()
-            floor = time.monotonic() - started
-        finally:
-            connection.close()
-        assert floor_rows == count, (floor_rows, count)
-        self.table.add('rehost: one hand-written UPDATE (floor)', count, floor, ratio=1.0, statements=1,
-                       notes='volumes only, no lock check, no journal')
-        database_set.execute('cinder', move, (OLD_HOST + '#lvm', old_uuid))
+        args = dict(cinder_db=database_set.url('cinder'), from_host=OLD_HOST, to_host=NEW_POOL_HOST,
+                    service_down_time=SERVICE_DOWN_TIME, journal_dir=self.journal_dir())
+
+        def reset():
+            database_set.execute('cinder', move, (OLD_HOST + '#lvm', old_uuid))
+            database_set.execute('cinder', service_reset, (OLD_HOST,))
+            assert self.on_host(database_set, OLD_HOST + '#lvm') == count
 
         # What no plan made in the client can avoid: the start of a Python process and the read of the rows.
-        read_sql = ('SELECT id, host, status, attach_status, migration_status, deleted, updated_at, group_id, '
-                    'consistencygroup_id, service_uuid, cluster_name FROM volumes WHERE deleted = 0 AND '
+        read_sql = ('SELECT id, host, status, attach_status, migration_status, deleted, updated_at, '
+                    'service_uuid, cluster_name FROM volumes WHERE deleted = 0 AND '
                     '(host = BINARY %s OR LEFT(host, CHAR_LENGTH(%s)) = BINARY %s) ORDER BY id')
         read = measured([sys.executable, '-c', READ_ROWS, database_set.url('cinder'), read_sql,
                          json.dumps([OLD_HOST, OLD_HOST + '#', OLD_HOST + '#'])], env=self.module_env)
         assert read.rc == 0 and int(read.stdout) == count, (read.rc, read.stdout, read.stderr[-2000:])
+
+        # The floor and the apply, alternately, on the same data: the floor's time varies by a
+        # third from one try to the next on one machine, so each is taken as the median.
+        floors, applies = [], []
+        for attempt in range(self.options.rehost_repeats):
+            floors.append(self.rehost_floor(database_set, new_uuid, count))
+            reset()
+            if attempt == 0:
+                _result, check = self.module('cinder_service_rehost', args, check=True)
+            result, apply = self.module('cinder_service_rehost', args)
+            assert self.on_host(database_set, NEW_POOL_HOST) == count
+            applies.append((apply.seconds, apply, result))
+            if attempt + 1 < self.options.rehost_repeats:
+                reset()
+        floor = median(floors)
+        _seconds, apply, result = sorted(applies, key=lambda item: item[0])[(len(applies) - 1) // 2]
+        tries = '' if len(floors) == 1 else ' (median of %d: %s)' % (len(floors), ', '.join('%.2f' % f for f in floors))
+        self.table.add('rehost: one hand-written UPDATE (floor)', count, floor, ratio=1.0, statements=1,
+                       notes='volumes only, no lock check, no journal' + tries)
+
         self.table.add('rehost: read the rows through PyMySQL (no plan)', count, read.seconds,
                        ratio=read.seconds / floor, measure=read, statements=1,
                        notes='what any client-side plan must spend before writing: a Python process and the '
                              'SELECT of the volumes as the module runs it')
-
-        args = dict(cinder_db=database_set.url('cinder'), from_host=OLD_HOST, to_host=NEW_POOL_HOST,
-                    service_down_time=SERVICE_DOWN_TIME, journal_dir=self.journal_dir())
-        result, check = self.module('cinder_service_rehost', args, check=True)
         self.table.add('rehost: module, check mode', count, check.seconds, ratio=check.seconds / floor,
                        measure=check, notes='plans and reads; writes nothing')
-        result, apply = self.module('cinder_service_rehost', args)
         journal_mb = os.path.getsize(result['journal']) / 1e6
         self.table.add('rehost: module, apply', count, apply.seconds, ratio=apply.seconds / floor,
                        measure=apply, statements=self.statements(result),
-                       notes='plan, lock and re-check every row, journal (%.0f MB, fsynced) written before '
-                             'commit; check mode is x%.2f of apply' % (journal_mb, check.seconds / apply.seconds))
-        assert self.on_host(database_set, NEW_POOL_HOST) == count
+                       notes='planned under lock, written with the journal (%.0f MB, fsynced) before commit; check '
+                             'mode is x%.2f of apply%s' % (
+                                 journal_mb, check.seconds / apply.seconds,
+                                 '' if len(applies) == 1 else ' (median of %d: %s)' % (
+                                     len(applies), ', '.join('%.2f' % item[0] for item in applies))))
+        # The undo reverts the last apply, whose journal it reads.
+        result = applies[-1][2]
         undo_args = dict(cinder_db=database_set.url('cinder'), journal=result['journal'],
                          journal_dir=self.journal_dir())
         undone, undo = self.module('journal_undo', undo_args)
@@ -374,6 +390,22 @@ class Bench(object):
                        measure=cinder_manage, statements=2 * count + 1,
                        notes=notes + 'One ORM update and commit per volume; drops the pool, leaves service_uuid')
         self.drop(database_set)
+
+    def rehost_floor(self, database_set, new_uuid, count):
+        """The same volume change as one hand-written statement, committed: its seconds."""
+        connection = database_set.connect('cinder', autocommit=False)
+        try:
+            started = time.monotonic()
+            with connection.cursor() as cursor:
+                cursor.execute('UPDATE volumes SET host = %s, service_uuid = %s, updated_at = UTC_TIMESTAMP() '
+                               'WHERE deleted = 0 AND host = %s', (NEW_POOL_HOST, new_uuid, OLD_HOST + '#lvm'))
+                rows = cursor.rowcount
+            connection.commit()
+            seconds = time.monotonic() - started
+        finally:
+            connection.close()
+        assert rows == count, (rows, count)
+        return seconds
 
     @staticmethod
     def on_host(database_set, host):
@@ -450,6 +482,8 @@ def parse(argv):
     parser.add_argument('--only', default=','.join(SECTIONS), help='sections to run: %s' % ', '.join(SECTIONS))
     parser.add_argument('--audit-sizes', help='comma-separated instance counts for consistency_info')
     parser.add_argument('--rehost-volumes', type=int, help='volumes to rehost')
+    parser.add_argument('--rehost-repeats', type=int, help='times the floor and the apply are each measured, '
+                        'alternately; the table gives the medians')
     parser.add_argument('--state-volumes', type=int, help='stuck volumes for cinder_volume_state')
     parser.add_argument('--loop-sample', type=int, help='tasks actually run for the loop case (scaled to the rest)')
     parser.add_argument('--cinder-manage-seconds', type=float,

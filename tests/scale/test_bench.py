@@ -54,6 +54,9 @@ def test_quick_bench_prints_every_row_with_numbers(tmp_path):
     by_case = dict((row['case'], row) for row in rows)
     # Set-based: the rehost writes its volumes in one statement per 500 rows, the reset in a few.
     assert by_case['rehost: module, apply']['statements'] <= 3
+    # The floor and the apply are measured QUICK['rehost_repeats'] times, alternately: the notes list them.
+    for case in ('rehost: module, apply', 'rehost: one hand-written UPDATE (floor)'):
+        assert 'median of %d: ' % QUICK['rehost_repeats'] in by_case[case]['notes'], by_case[case]
     # Each volume restores its own updated_at, written per row: still one statement per 500 rows.
     assert by_case['rehost: journal_undo of it']['statements'] <= 3
     assert by_case['volume_state: module, apply']['statements'] <= 4

@@ -138,3 +138,70 @@ def test_undo_writes_the_varying_columns_per_row_unless_a_row_comes_twice():
     twice = with_per_row_values([undo('a', '1'), undo('A', '2')])
     assert [change.per_row for change in twice] == [(), ()]
     assert len(planning.group_changes(twice)) == 2
+
+
+def _volume_rows(count):
+    base = datetime.datetime(2026, 1, 1)
+    return [('v-%03d' % number, {'host': 'old@lvm#lvm', 'updated_at': base + datetime.timedelta(seconds=number)},
+             {'deleted': 0, 'status': 'available'}) for number in range(count)]
+
+
+def test_uniform_updates_equal_a_change_per_row():
+    rows = _volume_rows(3)
+    after = {'host': 'new@lvm#lvm', 'updated_at': datetime.datetime(2026, 2, 1)}
+    shared = planning.uniform_updates('cinder_db', 'volumes', 'id', rows, after, note='move', locked=True)
+    single = [planning.RowChange('cinder_db', 'volumes', {'id': key}, before=before, after=after, expect=expect,
+                                 note='move', locked=True) for key, before, expect in rows]
+    for one, other in zip(shared, single):
+        assert [getattr(one, name) for name in planning.RowChange.__slots__[:-1]] == \
+            [getattr(other, name) for name in planning.RowChange.__slots__[:-1]]
+        assert one.signature() == other.signature()
+        assert one.to_journal() == other.to_journal()
+    assert shared[1].after == {'host': 'new@lvm#lvm', 'updated_at': '2026-02-01 00:00:00'}
+    assert shared[2].before['updated_at'] == '2026-01-01 00:00:02'
+    groups = planning.group_changes(shared)
+    assert len(groups) == 1 and groups[0].planned_under_lock
+    assert groups[0].describe() == planning.group_changes(single)[0].describe()
+    assert planning.uniform_updates('cinder_db', 'volumes', 'id', [], after) == []
+
+
+def test_locked_and_unlocked_changes_never_share_a_statement():
+    after = {'status': 'available'}
+    locked = planning.RowChange('cinder_db', 'volumes', {'id': 'a'}, before={'status': 'error'}, after=after, locked=True)
+    unlocked = planning.RowChange('cinder_db', 'volumes', {'id': 'b'}, before={'status': 'error'}, after=after)
+    groups = planning.group_changes([locked, unlocked])
+    assert [group.planned_under_lock for group in groups] == [True, False]
+
+
+def test_signature_keeps_apart_values_python_holds_equal():
+    def change(value):
+        return planning.RowChange('cinder_db', 'volumes', {'id': 'a'}, after={'size': value})
+    assert change(1).signature() == change(1).signature()
+    assert len({change(1).signature(), change(True).signature(), change(1.0).signature()}) == 3
+
+
+class _CountingSession(object):
+    """Stands in for a database session: reports ``touched`` rows for every write."""
+
+    def __init__(self, touched):
+        self.touched = touched
+        self.statements = []
+
+    def execute(self, sql, params=None):
+        self.statements.append((sql, params))
+        return self.touched
+
+
+def test_an_update_planned_under_lock_is_written_without_a_recheck_and_must_touch_every_row():
+    rows = _volume_rows(3)
+    changes = planning.uniform_updates('cinder_db', 'volumes', 'id', rows, {'host': 'new@lvm#lvm'}, locked=True)
+    group = planning.group_changes(changes)[0]
+    session = _CountingSession(3)
+    assert planning.execute_group(session, group, record=False) == []
+    [(sql, params)] = session.statements
+    assert sql == 'UPDATE `volumes` SET `host` = %s WHERE `id` IN (%s, %s, %s)'
+    assert params == ['new@lvm#lvm', 'v-000', 'v-001', 'v-002']
+    assert [entry['key'] for entry in planning.execute_group(_CountingSession(3), group)] == \
+        [{'id': 'v-000'}, {'id': 'v-001'}, {'id': 'v-002'}]
+    with pytest.raises(planning.PlanConflict, match='touched 2 row.*expected 3'):
+        planning.execute_group(_CountingSession(2), group)
