@@ -80,6 +80,11 @@ def host_condition(column):
     return '(%s = BINARY %%s OR LEFT(%s, CHAR_LENGTH(%%s)) = BINARY %%s)' % (quoted, quoted)
 
 
+def host_scope(column):
+    """host_condition() as a term of a plan scope: plan.scope_condition() builds the same SQL from it."""
+    return ((column, 'bytes_equal'), (column, 'bytes_prefix'))
+
+
 def host_condition_params(selector):
     return [selector, selector + '#', selector + '#']
 

@@ -97,6 +97,34 @@ def sql_value(value):
     return value
 
 
+# The tests a scope's condition can make of a column, each with its placeholders.
+SCOPE_TESTS = {
+    'equals': '%s = %%s',
+    'bytes_equal': '%s = BINARY %%s',
+    'bytes_prefix': 'LEFT(%s, CHAR_LENGTH(%%s)) = BINARY %%s',
+}
+
+
+def scope_condition(terms):
+    """The WHERE condition of a scope: terms joined by AND, each of (column, test) pairs joined by OR."""
+    return ' AND '.join('(%s)' % ' OR '.join(SCOPE_TESTS[test] % quote_identifier(column) for column, test in term)
+                        for term in terms)
+
+
+def _checked_scope(scope, action, fixed):
+    if scope is None:
+        return None
+    terms, params = scope
+    if action != UPDATE or fixed:
+        raise ValueError('a scope applies to updates that write the same values to every row')
+    terms = tuple(tuple((column, test) for column, test in term) for term in terms)
+    if not terms or not all(term and all(test in SCOPE_TESTS for _column, test in term) for term in terms):
+        raise ValueError('a scope is terms of (column, test) pairs, tests among %s' % ', '.join(sorted(SCOPE_TESTS)))
+    if scope_condition(terms).count('%s') != len(params):
+        raise ValueError('a scope needs one parameter per placeholder of its condition')
+    return (terms, tuple(params))
+
+
 def _normalized(row):
     """normalize_row() of an optional row, a copy: callers may go on using theirs."""
     return {} if row is None else normalize_row(row)
@@ -106,10 +134,10 @@ class RowChange(object):
     """One row to update, delete or insert, identified by its primary key."""
 
     __slots__ = ('from_key', 'per_row', 'database', 'table', 'key', 'action', 'before', 'after', 'expect', 'note',
-                 'locked', '_signature')
+                 'locked', 'scope', '_signature')
 
     def __init__(self, database, table, key, action=UPDATE, before=None, after=None, expect=None, note=None,
-                 from_key=(), per_row=(), locked=False):
+                 from_key=(), per_row=(), locked=False, scope=None):
         if action not in (UPDATE, DELETE, INSERT):
             raise ValueError('unknown row action %r' % (action,))
         # Columns that take the row's own key (Nova's soft delete: deleted = id). Their after
@@ -134,6 +162,9 @@ class RowChange(object):
         self.note = note
         # Read with a lock held until commit, on the session that writes it: nothing to re-check.
         self.locked = bool(locked)
+        # (terms, params): a condition (scope_condition) that matches exactly the rows of this change's group
+        # (see uniform_updates); the group is then written with it, as one statement.
+        self.scope = _checked_scope(scope, action, self.from_key or self.per_row)
         self._signature = None
         if self.from_key:
             for column in self.from_key:
@@ -169,7 +200,7 @@ class RowChange(object):
             values = tuple(sorted(self.after))
         else:
             values = ()
-        return (self.database, self.table, self.action, self.key_column, values, self.locked)
+        return (self.database, self.table, self.action, self.key_column, values, self.locked, self.scope)
 
     def checked_values(self):
         """What the live row must hold at apply time for the plan to be valid."""
@@ -189,19 +220,27 @@ class RowChange(object):
         return entry
 
 
-def uniform_updates(database, table, key_column, rows, after, note=None, locked=False):
+def uniform_updates(database, table, key_column, rows, after, note=None, locked=False, scope=None):
     """Updates that write the same ``after`` values to many rows; ``rows`` are (key, before, expect).
 
     The same changes as a RowChange per row, built for 100,000 rows: ``after`` is
     normalized and the statement signature computed once, and every change shares them
     (a plan never changes a change).
+
+    ``scope``: (terms, params), a condition (see scope_condition) the rows were read through under
+    lock (``locked``) and that matched these rows and no other. The rows are then written
+    by that condition in one statement, as a hand-written UPDATE would, and the statement
+    must touch exactly as many rows as the plan has: every planned row still matches it
+    (it was read through it and is locked), so an equal count means it touched no other.
+    A row that entered the condition since (an insert; READ COMMITTED takes no gap locks)
+    makes the count differ, and everything is rolled back.
     """
     changes = []
     first = None
     for key, before, expect in rows:
         if first is None:
             first = RowChange(database, table, {key_column: key}, before=before, after=after, expect=expect, note=note,
-                              locked=locked)
+                              locked=locked, scope=scope)
             changes.append(first)
             continue
         change = RowChange.__new__(RowChange)
@@ -211,7 +250,7 @@ def uniform_updates(database, table, key_column, rows, after, note=None, locked=
         change.after = first.after
         change.expect = normalize_row(expect)
         change.from_key = change.per_row = ()
-        change.locked = first.locked
+        change.locked, change.scope = first.locked, first.scope
         change._signature = first.signature()
         changes.append(change)
     return changes
@@ -236,10 +275,18 @@ class StatementGroup(object):
         """Updates read under lock: written exactly as planned, so their journal is known before writing."""
         return self.action == UPDATE and self.changes[0].locked
 
+    @property
+    def scope(self):
+        return self.changes[0].scope
+
     def statement(self, count):
         table = quote_identifier(self.table)
         key = quote_identifier(self.key_column)
         in_list = placeholders(count)
+        if self.scope is not None:
+            return 'UPDATE %s SET %s WHERE %s' % (table, ', '.join(
+                '%s = %%s' % quote_identifier(column) for column in sorted(self.changes[0].after)),
+                scope_condition(self.scope[0]))
         if self.action == UPDATE:
             first = self.changes[0]
             assignments = []
@@ -285,6 +332,11 @@ class StatementGroup(object):
         if self.action == INSERT:
             entry = dict(kind='sql', database=self.database, table=self.table, action=self.action,
                          statement=self.statement(1), rows=len(keys), keys=shown)
+        elif self.scope is not None:
+            # One statement by its condition, which must touch exactly these rows (the keys shown).
+            entry = dict(kind='sql', database=self.database, table=self.table, action=self.action,
+                         statement=self.statement(len(keys)), rows=len(keys), keys=shown, scoped=True,
+                         params=self.set_params([], shown=True) + [normalize(value) for value in self.scope[1]])
         else:
             entry = dict(kind='sql', database=self.database, table=self.table, action=self.action,
                          statement=self.statement(len(shown)),
@@ -394,8 +446,22 @@ def _locked_update(session, group, chunk, keys):
                            'rolled back' % (group.table, written, len(chunk)))
 
 
+def _scoped_update(session, group):
+    """Write a group planned under lock by its condition, in one statement (see uniform_updates)."""
+    if not group.planned_under_lock:
+        raise ValueError('an update by condition must be planned under lock')
+    written = session.execute(group.statement(len(group.changes)), group.set_params([]) + list(group.scope[1]))
+    if written != len(group.changes):
+        raise PlanConflict('update on %s by its condition touched %d row(s) where the plan, made under lock, has %d '
+                           '(a row entered the condition since the plan was read); rolled back. Re-run to plan '
+                           'again from the current state' % (group.table, written, len(group.changes)))
+
+
 def execute_group(session, group, record=True):
     """Lock, re-check and write one statement group; returns journal entries (none unless ``record``)."""
+    if group.scope is not None:
+        _scoped_update(session, group)
+        return [change.to_journal() for change in group.changes] if record else []
     entries = []
     table = quote_identifier(group.table)
     key = quote_identifier(group.key_column)

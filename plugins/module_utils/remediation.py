@@ -16,6 +16,7 @@ translation of every error into a clean ``fail_json``.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import sys
 import threading
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -394,12 +395,17 @@ class RemediationModule(object):
                 failures.append(error)
 
         writer = threading.Thread(target=write_rows, name='stackmender-writer')
+        # The writer needs the interpreter only briefly between statements, but each time it may wait a
+        # whole switch interval for the thread encoding the journal: keep that short meanwhile.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)
         writer.start()
         try:
             journal.document['entries'] = [change.to_journal() for group in groups for change in group.changes]
             journal.write()
         finally:
             writer.join()
+            sys.setswitchinterval(interval)
         if failures:
             raise failures[0]
 

@@ -356,10 +356,14 @@ class CinderServiceRehost(RemediationModule):
         where = cinder.host_condition('host')
         if live:
             where = 'deleted = 0 AND ' + where
+        params = cinder.host_condition_params(self.from_host)
         rows = self.db.query('SELECT %s FROM %s WHERE %s ORDER BY id'
-                             % (self._select(columns), quote_identifier(table), where),
-                             cinder.host_condition_params(self.from_host), lock=True)
-        return [row for row in rows if self._matches(row['host'])]
+                             % (self._select(columns), quote_identifier(table), where), params, lock=True)
+        matching = [row for row in rows if self._matches(row['host'])]
+        if live and len(matching) == len(rows):
+            # The condition matched these rows and no other: it can write them (see plan.uniform_updates).
+            self.scopes[table] = (((('deleted', 'equals'),), cinder.host_scope('host')), [0] + params)
+        return matching
 
     def _read_volumes(self):
         columns = self._columns('volumes', ('id', 'host', 'status', 'attach_status', 'migration_status', 'deleted',
@@ -453,6 +457,7 @@ class CinderServiceRehost(RemediationModule):
 
     def plan_db(self):
         self.plan = plan = Plan()
+        self.scopes = {}
         self.db = self.session(CINDER)
         self.cinder_schema = schema = self.schema(CINDER, 'cinder')
         schema.require('volumes', ('id', 'host', 'status', 'migration_status', 'deleted', 'updated_at'),
@@ -540,6 +545,8 @@ class CinderServiceRehost(RemediationModule):
         for volume in volumes:
             changed = tuple(column for column, value in targets if volume[column] != value)
             shapes.setdefault(changed, []).append(volume)
+        # Every volume the condition read changes the same columns: one statement by that condition.
+        scope = self.scopes.get('volumes') if len(shapes) == 1 else None
         # Rows that change the same columns are one statement: keep them together, each shape in id order.
         for changed in sorted(shapes, key=lambda columns: sorted(columns + ('updated_at',))):
             after = dict((column, value) for column, value in targets if column in changed)
@@ -547,12 +554,13 @@ class CinderServiceRehost(RemediationModule):
             rows = []
             for volume in sorted(shapes[changed], key=lambda volume: volume['id']):
                 before = {column: volume[column] for column in changed}
-                before['updated_at'] = volume['updated_at']
+                # Normalized here, one value, rather than by the plan, which tests every value of the row.
+                before['updated_at'] = normalize(volume['updated_at'])
                 rows.append((volume['id'], before, {'deleted': 0, 'status': volume['status'],
                                                     'migration_status': volume['migration_status']}))
             plan.updates(CINDER, 'volumes', 'id', rows, after,
                          note='move the volume from %s to %s' % (self.from_host, self.to_host),
-                         locked=self.planning_under_lock)
+                         locked=self.planning_under_lock, scope=scope)
 
     def _shaped(self, old_value):
         """The new host for a row that named the old one: with a pool if it had one."""

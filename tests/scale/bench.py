@@ -252,8 +252,9 @@ class Bench(object):
 
     @staticmethod
     def statements(result):
-        """SQL statements the module ran: one per plan entry, one more per 500-row chunk of it."""
-        return sum(-(-step.get('rows', 1) // 500) for step in result['plan'])
+        """Write statements the module ran: one per 500-row chunk of a plan entry, one for an entry written
+        by its condition (scoped)."""
+        return sum(1 if step.get('scoped') else -(-step.get('rows', 1) // 500) for step in result['plan'])
 
     # ------------------------------------------------------------ startup
 

@@ -205,3 +205,37 @@ def test_an_update_planned_under_lock_is_written_without_a_recheck_and_must_touc
         [{'id': 'v-000'}, {'id': 'v-001'}, {'id': 'v-002'}]
     with pytest.raises(planning.PlanConflict, match='touched 2 row.*expected 3'):
         planning.execute_group(_CountingSession(2), group)
+
+
+HOST_SCOPE = (((('deleted', 'equals'),), cinder.host_scope('host')), [0, 'old@lvm', 'old@lvm#', 'old@lvm#'])
+
+
+def test_a_scoped_group_is_one_statement_by_its_condition_that_must_touch_exactly_its_rows():
+    changes = planning.uniform_updates('cinder_db', 'volumes', 'id', _volume_rows(3), {'host': 'new@lvm#lvm'},
+                                       locked=True, scope=HOST_SCOPE)
+    [group] = planning.group_changes(changes)
+    assert group.statement(3) == ('UPDATE `volumes` SET `host` = %s WHERE (`deleted` = %s) AND '
+                                  '(`host` = BINARY %s OR LEFT(`host`, CHAR_LENGTH(%s)) = BINARY %s)')
+    entry = group.describe()
+    assert entry['scoped'] and entry['rows'] == 3 and entry['keys'] == ['v-000', 'v-001', 'v-002']
+    assert entry['params'] == ['new@lvm#lvm', 0, 'old@lvm', 'old@lvm#', 'old@lvm#']
+    session = _CountingSession(3)
+    assert [entry['key']['id'] for entry in planning.execute_group(session, group)] == ['v-000', 'v-001', 'v-002']
+    assert session.statements == [(group.statement(3), ['new@lvm#lvm', 0, 'old@lvm', 'old@lvm#', 'old@lvm#'])]
+    # A row that entered the condition since the plan's read: the count differs and nothing stays written.
+    with pytest.raises(planning.PlanConflict, match='touched 4 row.*has 3.*entered the condition'):
+        planning.execute_group(_CountingSession(4), group)
+
+
+def test_a_scope_needs_a_plan_made_under_lock_and_a_well_formed_condition():
+    unlocked = planning.uniform_updates('cinder_db', 'volumes', 'id', _volume_rows(2), {'host': 'x'}, scope=HOST_SCOPE)
+    [group] = planning.group_changes(unlocked)
+    with pytest.raises(ValueError, match='planned under lock'):
+        planning.execute_group(_CountingSession(2), group)
+    for scope, problem in (((((('host', 'like'),),), ['x']), 'tests among'),
+                           (((), []), 'tests among'),
+                           ((((('host', 'equals'),),), []), 'one parameter per placeholder')):
+        with pytest.raises(ValueError, match=problem):
+            planning.RowChange('cinder_db', 'volumes', {'id': 'a'}, after={'host': 'x'}, scope=scope)
+    with pytest.raises(ValueError, match='same values to every row'):
+        planning.RowChange('cinder_db', 'volumes', {'id': 'a'}, action=planning.DELETE, scope=HOST_SCOPE)
