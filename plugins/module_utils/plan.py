@@ -86,7 +86,7 @@ def normalize_row(row):
     if _PLAIN.issuperset(map(type, row.values())):
         return dict(row)
     return {column: value if type(value) in _PLAIN else
-            value.isoformat(' ') if type(value) is datetime.datetime else normalize(value)
+            value.isoformat(' ') if isinstance(value, datetime.datetime) else normalize(value)
             for column, value in row.items()}
 
 
