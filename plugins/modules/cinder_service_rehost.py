@@ -176,7 +176,11 @@ method_reason:
 plan:
   description:
     - The statements the run executes (or would in check mode), in order, with parameters.
-      Rows of one shape are one statement. C(keys_not_shown) counts keys left out of a long list.
+      Rows of one shape are one statement per 500 rows, by id. C(keys_not_shown) counts keys left
+      out of a long list.
+    - When every volume under O(from_host) moves alike, the volumes are one statement by the
+      condition they were read through (C(scoped=true)); it must touch exactly C(rows) rows, the
+      ones C(keys) lists.
   returned: success
   type: list
   elements: dict
@@ -185,10 +189,13 @@ plan:
       database: cinder_db
       table: volumes
       action: update
-      statement: "UPDATE `volumes` SET `host` = %s, `service_uuid` = %s, `updated_at` = %s WHERE `id` IN (%s, %s)"
-      params: [controller1@lvm#lvm, 3f0c2d4e-1b2a-4c5d-8e9f-0a1b2c3d4e5f, "2026-11-22 03:04:05",
-               6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11, 0d7cbb27-0f0f-4f0c-8c6f-1c2d4a5b6c7d]
+      statement: "UPDATE `volumes` SET `host` = %s, `service_uuid` = %s, `updated_at` = %s WHERE (`deleted` = %s)
+        AND (`host` = BINARY %s OR LEFT(`host`, CHAR_LENGTH(%s)) = BINARY %s)"
+      params: [controller1@lvm#lvm, 3f0c2d4e-1b2a-4c5d-8e9f-0a1b2c3d4e5f, "2026-11-22 03:04:05", 0,
+               controller1, "controller1#", "controller1#"]
       rows: 2
+      keys: [0d7cbb27-0f0f-4f0c-8c6f-1c2d4a5b6c7d, 6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a11]
+      scoped: true
 before:
   description: Per database option, per C(table/id), the fields the plan changes, as they were.
   returned: success
