@@ -1,11 +1,13 @@
 """Plans: grouping into statements, rendering, journal entries."""
 
 import datetime
+import sys
 
 import pytest
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import plan as planning
 from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import DatabaseError
 
 
 def _change(key, status='available', action=planning.UPDATE):
@@ -239,3 +241,41 @@ def test_a_scope_needs_a_plan_made_under_lock_and_a_well_formed_condition():
             planning.RowChange('cinder_db', 'volumes', {'id': 'a'}, after={'host': 'x'}, scope=scope)
     with pytest.raises(ValueError, match='same values to every row'):
         planning.RowChange('cinder_db', 'volumes', {'id': 'a'}, action=planning.DELETE, scope=HOST_SCOPE)
+
+
+class _FailingSession(object):
+    def execute(self, sql, params=None):
+        raise DatabaseError('the connection to cinder was lost or killed mid-transaction')
+
+
+class _Sessions(object):
+    """What _write_and_journal asks of its module: a session per database option."""
+
+    def __init__(self, session):
+        self.given = session
+
+    def session(self, option):
+        return self.given
+
+
+def test_a_write_under_lock_that_fails_in_its_thread_fails_the_run_after_the_journal_is_written(tmp_path):
+    from ansible_collections.stackmender.openstack.plugins.module_utils.journal import Journal, load_journal
+    from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import RemediationModule
+    changes = planning.uniform_updates('cinder_db', 'volumes', 'id', _volume_rows(3), {'host': 'new@lvm#lvm'},
+                                       locked=True)
+    journal = Journal(str(tmp_path), 'stackmender.openstack.cinder_service_rehost', {}, {})
+    journal.prepare_directory()
+    interval = sys.getswitchinterval()
+    with pytest.raises(DatabaseError, match='lost or killed'):
+        RemediationModule._write_and_journal(_Sessions(_FailingSession()), planning.group_changes(changes), journal)
+    # The caller then rolls back and marks this journal rolled back (the fault tests cover that part).
+    assert journal.written
+    document = load_journal(journal.path)
+    assert document['status'] == 'pending'
+    assert [entry['key'] for entry in document['entries']] == [{'id': 'v-000'}, {'id': 'v-001'}, {'id': 'v-002'}]
+    assert sys.getswitchinterval() == interval
+
+    written = _CountingSession(3)
+    journal = Journal(str(tmp_path), 'stackmender.openstack.cinder_service_rehost', {}, {})
+    RemediationModule._write_and_journal(_Sessions(written), planning.group_changes(changes), journal)
+    assert len(written.statements) == 1 and load_journal(journal.path)['entries'][2]['after'] == {'host': 'new@lvm#lvm'}
