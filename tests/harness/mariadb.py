@@ -228,10 +228,14 @@ def start_private_server(extra_args=()):
     with open(os.path.join(workdir, OWNER_FILE), "w", encoding="ascii") as handle:
         handle.write(str(os.getpid()))
     datadir = os.path.join(workdir, "data")
+    # A private temporary directory: a starting mariadbd deletes every #sql* file in its tmpdir,
+    # which in a shared /tmp are the live temporary tables of the other servers on this machine.
+    tmpdir = os.path.join(workdir, "tmp")
+    os.mkdir(tmpdir)
     user_args = ["--user=root"] if as_root else []
     started = time.monotonic()
     init = subprocess.run(
-        [install_db, "--no-defaults", f"--datadir={datadir}",
+        [install_db, "--no-defaults", f"--datadir={datadir}", f"--tmpdir={tmpdir}",
          "--auth-root-authentication-method=normal", "--skip-test-db", *user_args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
     )
@@ -244,7 +248,7 @@ def start_private_server(extra_args=()):
     for _attempt in range(5):
         port = _free_port()
         process = subprocess.Popen(
-            [mariadbd, "--no-defaults", f"--datadir={datadir}",
+            [mariadbd, "--no-defaults", f"--datadir={datadir}", f"--tmpdir={tmpdir}",
              f"--socket={os.path.join(workdir, 'mariadb.sock')}",
              f"--pid-file={os.path.join(workdir, 'mariadb.pid')}",
              f"--log-error={error_log}",

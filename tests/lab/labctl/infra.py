@@ -43,12 +43,16 @@ class MariaDB:
         self.lab = lab
         self.supervisor = supervisor
         self.datadir = lab.path("mysql", "data")
+        # Its own: a starting mariadbd deletes every #sql* file in its tmpdir, so in a shared /tmp
+        # each private server a test starts would delete the lab's live temporary tables.
+        self.tmpdir = lab.path("mysql", "tmp")
         self.socket = lab.run_dir / "mysql.sock"
 
     def _server_options(self):
         options = [
             "--no-defaults",
             "--datadir=%s" % self.datadir,
+            "--tmpdir=%s" % self.tmpdir,
             "--socket=%s" % self.socket,
             "--pid-file=%s" % (self.lab.run_dir / "mysql.pid"),
             "--port=%d" % self.lab.port("mariadb"),
@@ -73,7 +77,7 @@ class MariaDB:
             return False
         shutil.rmtree(self.datadir, ignore_errors=True)
         self.datadir.mkdir(parents=True)
-        command = ["mariadb-install-db", "--no-defaults", "--datadir=%s" % self.datadir,
+        command = ["mariadb-install-db", "--no-defaults", "--datadir=%s" % self.datadir, "--tmpdir=%s" % self.tmpdir,
                    "--auth-root-authentication-method=normal", "--skip-test-db",
                    "--innodb-log-file-size=32M"]
         if _run_as_root():
@@ -86,6 +90,7 @@ class MariaDB:
         self.lab.run_dir.mkdir(parents=True, exist_ok=True)
         if self.supervisor.running(self.name):
             return False
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         fresh = self.initialize()
         self.supervisor.start(self.name, ["mariadbd"] + self._server_options())
         wait_for(lambda: self.root_connection().close() or True, 60, "MariaDB")
