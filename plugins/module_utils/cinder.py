@@ -14,7 +14,7 @@ row of a volume is hard-deleted, never the ``SENTINEL`` row.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import quote_identifier
+from ansible_collections.stackmender.openstack.plugins.module_utils.plan import quote_identifier, scope_condition
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
 
 # Every volume status Cinder's reset-status accepts, plus 'deleted' (ours).
@@ -70,19 +70,19 @@ def host_matches(value, selector):
     return value is not None and (value == selector or value.startswith(selector + '#'))
 
 
+def host_scope(column):
+    """``column`` = X or starting with X#, byte for byte, as a term of a plan scope."""
+    return ((column, 'bytes_equal'), (column, 'bytes_prefix'))
+
+
 def host_condition(column):
     """SQL narrowing rows to ``column`` = X or starting with X#, byte for byte, without LIKE.
 
     Parameters: the selector, then the selector followed by ``#`` twice. Callers
-    still check each row with :func:`host_matches`.
+    still check each row with :func:`host_matches`. The same SQL as a scope of
+    :func:`host_scope`, so that rows read through it can be written by it.
     """
-    quoted = quote_identifier(column)
-    return '(%s = BINARY %%s OR LEFT(%s, CHAR_LENGTH(%%s)) = BINARY %%s)' % (quoted, quoted)
-
-
-def host_scope(column):
-    """host_condition() as a term of a plan scope: plan.scope_condition() builds the same SQL from it."""
-    return ((column, 'bytes_equal'), (column, 'bytes_prefix'))
+    return scope_condition((host_scope(column),))
 
 
 def host_condition_params(selector):

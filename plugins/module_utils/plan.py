@@ -125,11 +125,6 @@ def _checked_scope(scope, action, fixed):
     return (terms, tuple(params))
 
 
-def _normalized(row):
-    """normalize_row() of an optional row, a copy: callers may go on using theirs."""
-    return {} if row is None else normalize_row(row)
-
-
 class RowChange(object):
     """One row to update, delete or insert, identified by its primary key."""
 
@@ -155,10 +150,10 @@ class RowChange(object):
         self.table = table
         self.key = dict(key)
         self.action = action
-        self.before = _normalized(before)
-        self.after = _normalized(after)
+        self.before = normalize_row(before or {})
+        self.after = normalize_row(after or {})
         # Values that must still hold when applying, beyond those the change overwrites.
-        self.expect = _normalized(expect)
+        self.expect = normalize_row(expect or {})
         self.note = note
         # Read with a lock held until commit, on the session that writes it: nothing to re-check.
         self.locked = bool(locked)
@@ -166,9 +161,8 @@ class RowChange(object):
         # (see uniform_updates); the group is then written with it, as one statement.
         self.scope = _checked_scope(scope, action, self.from_key or self.per_row)
         self._signature = None
-        if self.from_key:
-            for column in self.from_key:
-                self.after[column] = normalize(self.key_value)
+        for column in self.from_key:
+            self.after[column] = normalize(self.key_value)
 
     @property
     def key_column(self):
@@ -280,13 +274,9 @@ class StatementGroup(object):
         return self.changes[0].scope
 
     def statement(self, count):
+        """The statement for ``count`` rows of this group (a scoped group's is the same for any count)."""
         table = quote_identifier(self.table)
         key = quote_identifier(self.key_column)
-        in_list = placeholders(count)
-        if self.scope is not None:
-            return 'UPDATE %s SET %s WHERE %s' % (table, ', '.join(
-                '%s = %%s' % quote_identifier(column) for column in sorted(self.changes[0].after)),
-                scope_condition(self.scope[0]))
         if self.action == UPDATE:
             first = self.changes[0]
             assignments = []
@@ -299,9 +289,11 @@ class StatementGroup(object):
                 else:
                     value = '%s'
                 assignments.append('%s = %s' % (quote_identifier(column), value))
-            return 'UPDATE %s SET %s WHERE %s IN (%s)' % (table, ', '.join(assignments), key, in_list)
+            where = (scope_condition(self.scope[0]) if self.scope is not None
+                     else '%s IN (%s)' % (key, placeholders(count)))
+            return 'UPDATE %s SET %s WHERE %s' % (table, ', '.join(assignments), where)
         if self.action == DELETE:
-            return 'DELETE FROM %s WHERE %s IN (%s)' % (table, key, in_list)
+            return 'DELETE FROM %s WHERE %s IN (%s)' % (table, key, placeholders(count))
         columns = sorted(self.changes[0].after)
         row = '(%s)' % placeholders(len(columns))
         return 'INSERT INTO %s (%s) VALUES %s' % (
@@ -438,12 +430,47 @@ def _guarded_update(session, group, chunk, keys):
     return False
 
 
-def _locked_update(session, group, chunk, keys):
-    """Write a chunk of updates whose rows the plan read under lock: no row can differ from the plan."""
-    written = session.execute(StatementGroup(chunk).statement(len(chunk)), group.set_params(chunk) + keys)
+def _lock_and_compare(session, group, chunk, keys):
+    """Lock and re-read a chunk's rows and compare them with the plan; the locked rows by key.
+
+    Raises PlanConflict, naming every row that changed, before anything of the chunk is written.
+    """
+    if group.action == DELETE:
+        selected = '*'  # the journal keeps the whole row, so that undo can re-insert it
+    else:
+        # The key and the columns the re-check compares: reading whole rows is most of the cost.
+        columns = set([group.key_column])
+        for change in chunk:
+            columns.update(change.checked_values())
+        selected = ', '.join(quote_identifier(column) for column in sorted(columns))
+    locked = session.query('SELECT %s FROM %s WHERE %s IN (%s) FOR UPDATE'
+                           % (selected, quote_identifier(group.table), quote_identifier(group.key_column),
+                              placeholders(len(keys))), keys)
+    by_key = dict((normalize(row[group.key_column]), row) for row in locked)
+    conflicts = {}
+    for change in chunk:
+        problems = _mismatches(change, by_key.get(normalize(change.key_value)))
+        if problems:
+            conflicts['%s.%s' % (change.database, change.label())] = problems
+    if conflicts:
+        raise PlanConflict('%d row(s) changed since the plan was made; nothing was written. '
+                           'Re-run to plan again from the current state' % len(conflicts), conflicts=conflicts)
+    return by_key
+
+
+def _write_chunk(session, group, chunk, keys):
+    """Write a chunk by its keys; the statement must touch exactly its rows."""
+    if group.action == INSERT:
+        columns = sorted(chunk[0].after)
+        params = []
+        for change in chunk:
+            params.extend(sql_value(change.after[column]) for column in columns)
+    else:
+        params = group.set_params(chunk) + keys
+    written = session.execute(StatementGroup(chunk).statement(len(chunk)), params)
     if written != len(chunk):
-        raise PlanConflict('update on %s touched %d row(s) where the plan, made under lock, expected %d; '
-                           'rolled back' % (group.table, written, len(chunk)))
+        raise PlanConflict('%s on %s touched %d row(s) where the plan expected %d; rolled back'
+                           % (group.action, group.table, written, len(chunk)))
 
 
 def _scoped_update(session, group):
@@ -463,45 +490,15 @@ def execute_group(session, group, record=True):
         _scoped_update(session, group)
         return [change.to_journal() for change in group.changes] if record else []
     entries = []
-    table = quote_identifier(group.table)
-    key = quote_identifier(group.key_column)
     for chunk in chunks(group.changes, CHUNK_SIZE):
         keys = [change.key_value for change in chunk]
         by_key = {}
         if group.planned_under_lock:
-            _locked_update(session, group, chunk, keys)
+            # Read under the lock the plan's session still holds: nothing can differ from the plan.
+            _write_chunk(session, group, chunk, keys)
         elif not _guarded_update(session, group, chunk, keys):
-            if group.action == DELETE:
-                selected = '*'  # the journal keeps the whole row, so that undo can re-insert it
-            else:
-                # The key and the columns the re-check compares: reading whole rows is most of the cost.
-                columns = set([group.key_column])
-                for change in chunk:
-                    columns.update(change.checked_values())
-                selected = ', '.join(quote_identifier(column) for column in sorted(columns))
-            locked = session.query('SELECT %s FROM %s WHERE %s IN (%s) FOR UPDATE'
-                                   % (selected, table, key, placeholders(len(keys))), keys)
-            by_key = dict((normalize(row[group.key_column]), row) for row in locked)
-            conflicts = {}
-            for change in chunk:
-                problems = _mismatches(change, by_key.get(normalize(change.key_value)))
-                if problems:
-                    conflicts['%s.%s' % (change.database, change.label())] = problems
-            if conflicts:
-                raise PlanConflict('%d row(s) changed since the plan was made; nothing was written. '
-                                   'Re-run to plan again from the current state' % len(conflicts),
-                                   conflicts=conflicts)
-            if group.action == INSERT:
-                columns = sorted(chunk[0].after)
-                params = []
-                for change in chunk:
-                    params.extend(sql_value(change.after[column]) for column in columns)
-            else:
-                params = group.set_params(chunk) + keys
-            written = session.execute(StatementGroup(chunk).statement(len(chunk)), params)
-            if written != len(chunk):
-                raise PlanConflict('%s on %s touched %d row(s) where the plan expected %d; rolled back'
-                                   % (group.action, group.table, written, len(chunk)))
+            by_key = _lock_and_compare(session, group, chunk, keys)
+            _write_chunk(session, group, chunk, keys)
         if not record:
             continue
         for change in chunk:

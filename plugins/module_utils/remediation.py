@@ -91,7 +91,9 @@ class Guard(object):
 class Plan(object):
     """What a run will do: row changes (db) or calls (api), plus what it owes."""
 
-    def __init__(self):
+    def __init__(self, locked=False):
+        # Made under lock (RemediationModule.planning_under_lock): every change is marked so.
+        self.locked = locked
         self.changes = []
         self.calls = []
         self.guards = []
@@ -100,10 +102,12 @@ class Plan(object):
         self._groups = None
 
     def change(self, *args, **kwargs):
+        kwargs.setdefault('locked', self.locked)
         self.changes.append(planning.RowChange(*args, **kwargs))
 
     def updates(self, *args, **kwargs):
         """Many rows given the same values: see plan.uniform_updates."""
+        kwargs.setdefault('locked', self.locked)
         self.changes.extend(planning.uniform_updates(*args, **kwargs))
 
     def statement_groups(self):
@@ -179,8 +183,8 @@ class RemediationModule(object):
     # Why method=auto takes the API path when a cloud is configured (the result's method_reason).
     api_reason = 'the API can express this change and a cloud is configured'
     # True for modules that, when applying, read every row they change with query(..., lock=True) on
-    # the session that writes it and mark those changes locked: the rows are then planned under the
-    # locks the write keeps until commit, and need no re-check. Check mode never locks.
+    # the session that writes it, into a Plan(locked=self.planning_under_lock): the rows are then
+    # planned under the locks the write keeps until commit, and need no re-check. Check mode never locks.
     plans_under_lock = False
 
     def __init__(self):

@@ -463,7 +463,7 @@ class CinderServiceRehost(RemediationModule):
     # ------------------------------------------------------------- planning
 
     def plan_db(self):
-        self.plan = plan = Plan()
+        self.plan = plan = Plan(locked=self.planning_under_lock)
         self.scopes = {}
         self.db = self.session(CINDER)
         self.cinder_schema = schema = self.schema(CINDER, 'cinder')
@@ -565,9 +565,8 @@ class CinderServiceRehost(RemediationModule):
                 before['updated_at'] = normalize(volume['updated_at'])
                 rows.append((volume['id'], before, {'deleted': 0, 'status': volume['status'],
                                                     'migration_status': volume['migration_status']}))
-            plan.updates(CINDER, 'volumes', 'id', rows, after,
-                         note='move the volume from %s to %s' % (self.from_host, self.to_host),
-                         locked=self.planning_under_lock, scope=scope)
+            plan.updates(CINDER, 'volumes', 'id', rows, after, scope=scope,
+                         note='move the volume from %s to %s' % (self.from_host, self.to_host))
 
     def _shaped(self, old_value):
         """The new host for a row that named the old one: with a pool if it had one."""
@@ -580,7 +579,7 @@ class CinderServiceRehost(RemediationModule):
                         before=dict(attached_host=row['attached_host'], updated_at=row['updated_at']),
                         after=dict(attached_host=self._shaped(row['attached_host']), updated_at=stamp),
                         expect=dict(deleted=0, volume_id=row['volume_id']),
-                        note='the attachment names the old Cinder host', locked=self.planning_under_lock)
+                        note='the attachment names the old Cinder host')
 
     def _plan_owned(self, plan, table, rows, new_service, stamp):
         cluster = self._cluster_value(new_service)
@@ -604,7 +603,7 @@ class CinderServiceRehost(RemediationModule):
                             row, before, after, expect))
         for _shape, row, before, after, expect in sorted(changes, key=lambda item: (item[0], item[1]['id'])):
             plan.change(CINDER, table, {'id': row['id']}, before=before, after=after, expect=expect,
-                        note='%s under the old host moves with its volumes' % table, locked=self.planning_under_lock)
+                        note='%s under the old host moves with its volumes' % table)
 
     def _plan_services(self, plan, old_services, moving_ids, stamp):
         reason = ('stackmender: rehosted to %s' % self.to_host)[:REASON_LENGTH]
@@ -626,7 +625,7 @@ class CinderServiceRehost(RemediationModule):
                         expect=dict(host=row['host'], binary=row['binary'], updated_at=row['updated_at']),
                         note='retire the old service (%s)' % ' and '.join(
                             verb for verb, wanted in (('disable', 'disabled' in after), ('soft-delete', 'deleted' in after))
-                            if wanted), locked=self.planning_under_lock)
+                            if wanted))
         if self.params['remove_old'] and old_services:
             self._guard_remaining(plan, old_services, moving_ids)
 

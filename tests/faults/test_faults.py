@@ -271,6 +271,19 @@ def _race_outcome(results):
     return applied, others
 
 
+def _race_behind_a_lock(context, module_user, background, module, args, lock):
+    """Start two runs of ``module`` while ``lock`` (a RowLock) holds them both, release it, and return
+    (the runs that applied, the others)."""
+    try:
+        runs = [background.start(context.ansible, module, args) for _run in range(2)]
+        wait_until(lambda: len(lock_waiters(context.dbs, module_user.name)) == 2, 'both runs to wait for the lock',
+                   describe=module_user.processlist)
+        assert not any(run.done() for run in runs)
+    finally:
+        lock.release()
+    return _race_outcome([run.result() for run in runs])
+
+
 def test_two_parallel_runs_on_200_volumes_apply_exactly_once(
         context, module_user, background, dbs, ansible, journal_dir):
     scenario = build_cinder_volume_state(context, count=200, one_instance=True)
@@ -300,16 +313,8 @@ def test_two_runs_planned_together_one_applies_the_other_refuses(
     args = module_args(module_user, scenario, journal_dir, lock_timeout=600)
     lock = RowLock(dbs.server, dbs.name('cinder'), 'SELECT id FROM volumes WHERE id = %s FOR UPDATE',
                    (scenario.args['volume'][0],))
-    try:
-        runs = [background.start(ansible, 'cinder_volume_state', args) for _run in range(2)]
-        wait_until(lambda: len(lock_waiters(dbs, module_user.name)) == 2, 'both runs to wait for the lock')
-        assert not any(run.done() for run in runs)
-    finally:
-        lock.release()
-    results = [run.result() for run in runs]
-
-    applied, others = _race_outcome(results)
-    assert len(applied) == 1, results
+    applied, others = _race_behind_a_lock(context, module_user, background, 'cinder_volume_state', args, lock)
+    assert len(applied) == 1, applied + others
     loser = others[0]
     assert loser.failed and 'Traceback' not in loser['msg']
     assert 'changed since the plan was made' in loser['msg'] or 'deadlock' in loser['msg'], loser['msg']
@@ -367,17 +372,8 @@ def test_two_rehosts_at_once_one_applies_the_other_finds_nothing_to_do(
     args = module_args(module_user, scenario, journal_dir, lock_timeout=600)
     lock = RowLock(dbs.server, dbs.name('cinder'), 'SELECT id FROM services WHERE host = %s FOR UPDATE',
                    (scenario.args['from_host'],))
-    try:
-        runs = [background.start(ansible, 'cinder_service_rehost', args) for _run in range(2)]
-        wait_until(lambda: len(lock_waiters(dbs, module_user.name)) == 2, 'both runs to wait for the lock',
-                   describe=module_user.processlist)
-        assert not any(run.done() for run in runs)
-    finally:
-        lock.release()
-    results = [run.result() for run in runs]
-
-    applied, others = _race_outcome(results)
-    assert len(applied) == 1, results
+    applied, others = _race_behind_a_lock(context, module_user, background, 'cinder_service_rehost', args, lock)
+    assert len(applied) == 1, applied + others
     other = others[0]
     assert not other.failed and not other.changed, other
     assert other['msg'].startswith('nothing to do'), other['msg']
