@@ -27,15 +27,19 @@ options:
   nova_db:
     description:
       - The Nova cell database (C([database] connection) of C(nova.conf)), in the same forms as O(cinder_db).
-      - For clouds with several cells, give O(nova_api_db) instead. Each cell's database
-        is then found through C(cell_mappings).
+      - With O(nova_db) alone one cell is read: the result says so (RV(nova_cells.complete) is false), and
+        nothing is called missing, orphaned or purgeable because it is absent from that cell.
+      - Given together with O(nova_api_db), it must be one of the cells of C(cell_mappings) (same server
+        and database), else the run refuses; every cell is then read, and this one is reached with the
+        credentials of O(nova_db).
     type: raw
     version_added: 0.1.0
   nova_api_db:
     description:
       - The Nova API database (C([api_database] connection) of C(nova.conf); the default config
         section for C(config_file) is C(api_database)), in the same forms as O(cinder_db).
-      - Used to find every cell database through C(cell_mappings) when O(nova_db) is not given.
+      - Every cell database of C(cell_mappings) is read, also when O(nova_db) is given. Cells are told
+        apart by uuid; results name a cell C(nova:<name>), or C(nova:<uuid>) where names repeat.
         Cell0 is read but never written.
     type: raw
     version_added: 0.1.0

@@ -29,7 +29,7 @@ import datetime
 from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
-from ansible_collections.stackmender.openstack.plugins.module_utils.cells import cell_mappings, same_database
+from ansible_collections.stackmender.openstack.plugins.module_utils import cells as nova_cells
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import DatabaseError, InputError, SchemaError
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import normalize, normalize_row, quote_identifier
 from ansible_collections.stackmender.openstack.plugins.module_utils.schema import Schema
@@ -143,22 +143,6 @@ class AuditClass(object):
         self.severity = severity
         self.title = title
         self.thresholded = thresholded
-
-
-class AuditCell(object):
-    """A Nova cell database the audit reads."""
-
-    def __init__(self, option, uuid=None, mapping_id=None, is_cell0=False):
-        self.option = option
-        self.uuid = uuid
-        self.mapping_id = mapping_id
-        self.is_cell0 = is_cell0
-        self.session = None
-
-    @property
-    def name(self):
-        # nova.live_volume_bdms labels rows with cell.name; the option names the cell everywhere.
-        return self.option
 
 
 class AuditOptions(object):
@@ -336,38 +320,30 @@ class Audit(object):
     # ---------------------------------------------------------------- cells
 
     def cells(self):
-        """The Nova cells read: ``nova_db`` alone, or every cell of ``nova_api_db``."""
+        """The Nova cells read (cells.NovaCells): every cell of ``nova_api_db``, else ``nova_db`` alone."""
         if self._cells is not None:
             return self._cells
-        cells = []
-        if NOVA_DB in self.targets:
-            cell = AuditCell(NOVA_DB)
-            if NOVA_API in self.targets:
-                for mapping in self.cell_mappings():
-                    if same_database(mapping.target, self.targets[NOVA_DB]):
-                        cell.uuid, cell.mapping_id, cell.is_cell0 = mapping.uuid, mapping.id, mapping.is_cell0
-                if cell.mapping_id is None:
-                    self.note('nova_db matches no database in nova_api_db cell_mappings: instance mappings are '
-                              'checked for presence only, not for pointing at the right cell')
-            cells.append(cell)
-        elif NOVA_API in self.targets:
-            for mapping in self.cell_mappings():
-                self.targets[mapping.option] = mapping.target
-                cells.append(AuditCell(mapping.option, mapping.uuid, mapping.id, mapping.is_cell0))
-        for cell in cells:
+        found = nova_cells.resolve_cells(self.targets, lambda: self.session(NOVA_API), self.register_secret)
+        if found is None:
+            found = nova_cells.NovaCells([], complete=False)
+        elif not found.complete:
+            self.note(nova_cells.PARTIAL_VIEW_NOTE)
+        for cell in found:
+            self.targets[cell.option] = cell.target
             cell.session = self.session(cell.option)
             self.nova_schema(cell).require('instances', ('uuid', 'host', 'node', 'task_state', 'deleted'),
                                            purpose='read the instances of %s' % cell.option)
-        self._cells = cells
-        return cells
-
-    def cell_mappings(self):
-        return self.cached('cell_mappings', lambda: cell_mappings(self.session(NOVA_API), self.targets[NOVA_API],
-                                                                  self.register_secret))
+        self._cells = found
+        return found
 
     def host_cells(self):
         """Cells whose instances have hosts: cell0 holds only instances that were never scheduled."""
-        return [cell for cell in self.cells() if not cell.is_cell0]
+        return self.cells().with_hosts()
+
+    def absent_instances(self, uuids):
+        """{uuid: cells.Absence} of instances none of the cells read holds."""
+        return nova_cells.classify_absent(self.cells(), uuids, self.session(NOVA_API) if NOVA_API in self.targets
+                                          else None)
 
     def nova_schema(self, cell):
         return self.schema(cell.option, 'nova')
@@ -590,13 +566,15 @@ class Audit(object):
             severity_counts[found['severity']] += 1
         inventory = self.inventory()
         cells = [dict(name=cell.option, uuid=cell.uuid, cell0=cell.is_cell0) for cell in (self._cells or [])]
+        cells_complete = bool(self._cells and self._cells.complete)
         databases = dict((option, target.display()) for option, target in self.targets.items())
         clocks = [self._now[option] for option in (CINDER, NOVA_DB, NOVA_API, PLACEMENT) if option in self._now]
         clocks += [self._now[option] for option in sorted(self._now)]
         audited_at = normalize(clocks[0]) if clocks else None
         return dict(
             findings=findings, counts=counts, severity_counts=severity_counts, summary=summary, skipped_classes=skipped,
-            classes_run=[spec.name for spec in CLASSES if spec.name in counts], cells=cells, databases=databases,
+            classes_run=[spec.name for spec in CLASSES if spec.name in counts], cells=cells,
+            cells_complete=cells_complete, databases=databases,
             thresholds=dict(stuck_after=self.options.stuck_after, service_down_time=self.options.service_down_time,
                             min_age=self.options.min_age),
             filters=dict(classes=self.options.classes if len(self.options.classes) < len(CLASSES) else None,
@@ -626,10 +604,19 @@ def volume_attached_without_bdm(audit, spec):
         attachments.setdefault(row['volume_id'], []).append(row)
     instances = audit.instance_rows(set(row['instance_uuid'] for rows in attachments.values() for row in rows
                                         if row['instance_uuid']))
+    # An instance in none of the cells read is only missing when Nova has no trace of it anywhere.
+    absent = audit.absent_instances(set(row['instance_uuid'] for rows in attachments.values() for row in rows
+                                        if row['instance_uuid'] and row['instance_uuid'] not in instances))
+    not_judged = sorted(uuid for uuid, absence in absent.items() if not absence.gone)
+    if not_judged:
+        audit.note('volume_attached_without_bdm: %d volume(s) attached to instance(s) in no cell read were not judged '
+                   '(%s)' % (len(not_judged), '; '.join(absent[uuid].explain() for uuid in not_judged[:5])))
     now = audit.now(CINDER)
     for volume_id in sorted(volumes):
         volume = volumes[volume_id]
         rows = attachments.get(volume_id, [])
+        if any(row['instance_uuid'] in absent and not absent[row['instance_uuid']].gone for row in rows):
+            continue
         seen = [instances.get(row['instance_uuid']) for row in rows if row['instance_uuid']]
         if seen and all(instance is not None and instance['deleted'] for instance in seen):
             why = 'its instance(s) %s are deleted' % ', '.join(sorted(instance['uuid'] for instance in seen))
@@ -861,19 +848,14 @@ def attachment_of_deleted_instance(audit, spec):
     if not candidates:
         return
     instances = audit.instance_rows(set(instance for _a, _v, instance in candidates))
-    # Only nova_api_db shows every cell and the mappings of instances still being built.
-    complete = NOVA_API in audit.targets and NOVA_DB not in audit.targets
-    mapped = set()
-    if complete:
-        mapped = set(row['instance_uuid'] for row in audit.rows_in(
-            NOVA_API, 'SELECT instance_uuid FROM instance_mappings WHERE instance_uuid IN (%s)',
-            set(instance for _a, _v, instance in candidates if instance not in instances)))
+    # Only every cell read, with no mapping and no build request, makes an instance missing.
+    absent = audit.absent_instances(set(instance for _a, _v, instance in candidates if instance not in instances))
     chosen = []
     for attachment_id, volume_id, instance in candidates:
         row = instances.get(instance)
         if row is not None and row['deleted']:
             chosen.append((attachment_id, 'deleted'))
-        elif row is None and complete and instance not in mapped:
+        elif row is None and absent[instance].gone:
             chosen.append((attachment_id, 'missing'))
     if not chosen:
         return

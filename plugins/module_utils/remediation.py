@@ -23,6 +23,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils import cells as nova_cells
 from ansible_collections.stackmender.openstack.plugins.module_utils import plan as planning
 from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import ApiCall
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import (
@@ -39,10 +40,9 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.journal impo
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.schema import Schema
 
-CELL0_UUID = '00000000-0000-0000-0000-000000000000'
 # The options that reach Nova's cell databases (see RemediationModule.nova_cells): either one is enough.
-NOVA_CELL_OPTIONS = ('nova_db', 'nova_api_db')
-NOVA_CELL_REQUIREMENT = 'nova_db (a single cell database) or nova_api_db (every cell through cell_mappings)'
+NOVA_CELL_OPTIONS = nova_cells.NOVA_CELL_OPTIONS
+NOVA_CELL_REQUIREMENT = nova_cells.NOVA_CELL_REQUIREMENT
 
 
 class ApiUnsuitable(Exception):
@@ -156,19 +156,6 @@ def describe_calls(calls):
     return before, after
 
 
-class NovaCell(object):
-    """A Nova cell database the module may read (and, unless cell0, write)."""
-
-    def __init__(self, name, uuid, session):
-        self.name = name
-        self.uuid = uuid
-        self.session = session
-
-    @property
-    def is_cell0(self):
-        return self.uuid == CELL0_UUID
-
-
 class RemediationModule(object):
     """Subclasses set ``module_name``, ``argument_spec`` and implement ``plan_db``."""
 
@@ -238,25 +225,29 @@ class RemediationModule(object):
         return self.schemas[option]
 
     def nova_cells(self):
-        """Cell databases: ``nova_db`` as the only cell, or every cell in ``nova_api_db``."""
-        if self._cells is not None:
-            return self._cells
-        cells = []
-        if 'nova_db' in self.targets:
-            # Named by its option, so plans, sessions and journals all reach it by that name.
-            cells.append(NovaCell('nova_db', None, self.session('nova_db')))
-        elif 'nova_api_db' in self.targets:
-            api = self.session('nova_api_db')
-            api_target = self.targets['nova_api_db']
-            for row in api.query('SELECT uuid, name, database_connection FROM cell_mappings ORDER BY id'):
-                url = db.format_cell_url(row['database_connection'] or '', api_target)
-                target = db.parse_url('nova_api_db cell %s' % (row['name'] or row['uuid']), url, ssl=api_target.ssl)
-                self.module.no_log_values.update(db.secret_forms(target.password))
-                option = 'nova:%s' % (row['name'] or row['uuid'])
-                self.targets[option] = target
-                cells.append(NovaCell(option, row['uuid'], self.session(option)))
-        self._cells = cells
-        return cells
+        """The Nova cells of this run (cells.NovaCells; empty when no Nova option is given).
+
+        With nova_api_db every cell of cell_mappings; a nova_db given as well must be one of them.
+        With nova_db alone its one cell, and the view is partial (see cells.resolve_cells).
+        """
+        if self._cells is None:
+            found = nova_cells.resolve_cells(self.targets, lambda: self.session(nova_cells.NOVA_API_DB),
+                                             self._register_password)
+            if found is None:
+                found = nova_cells.NovaCells([], complete=False)
+            for cell in found:
+                self.targets[cell.option] = cell.target
+                cell.session = self.session(cell.option)
+            self._cells = found
+        return self._cells
+
+    def _register_password(self, password):
+        self.module.no_log_values.update(db.secret_forms(password))
+
+    def absent_instances(self, uuids):
+        """{uuid: cells.Absence} of instances none of the cells read holds (see cells.classify_absent)."""
+        api_session = self.session(nova_cells.NOVA_API_DB) if nova_cells.NOVA_API_DB in self.targets else None
+        return nova_cells.classify_absent(self.nova_cells(), uuids, api_session)
 
     # ------------------------------------------------------------------- api
 
@@ -489,6 +480,10 @@ class RemediationModule(object):
 
     def _finish(self, result, plan):
         self.add_results(result)
+        if self._cells:
+            result['nova_cells'] = self._cells.describe()
+            if not self._cells.complete:
+                plan.note(nova_cells.PARTIAL_VIEW_NOTE)
         for message in plan.warnings:
             self.module.warn(message)
         if plan.notes:

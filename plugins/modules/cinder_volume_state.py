@@ -220,7 +220,7 @@ import time
 from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
 from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import translate
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.nova import live_volume_bdms
+from ansible_collections.stackmender.openstack.plugins.module_utils.nova import instance_rows, live_volume_bdms
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import ApiUnsuitable, Plan, RemediationModule
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
@@ -300,6 +300,7 @@ class CinderVolumeState(RemediationModule):
         attachments = cinder.rows_by_volume(session, 'volume_attachment', ids)
         workers = cinder.volume_workers(session, ids)
         bdms = self._nova_bdms(ids, plan)
+        self._guard_instances_not_read(plan, [volume for volume in live if self._detaches(volume)], attachments)
         stamp = now()
         retiring, detaching = [], []
         for volume in volumes:
@@ -351,6 +352,32 @@ class CinderVolumeState(RemediationModule):
         for row in live_volume_bdms(cells, volume_ids):
             grouped.setdefault(row['volume_id'], []).append(row)
         return grouped
+
+    def _detaches(self, volume):
+        return self.params['status'] == 'deleted' or self.desired(volume)[1] == 'detached'
+
+    def _guard_instances_not_read(self, plan, volumes, attachments):
+        """Refuse to detach from an instance that no cell read holds but Nova may still have elsewhere.
+
+        Its block device mapping can then live in a cell that was not read (nova_db alone) or in a
+        build request, where the nova_bdm_live guard cannot see it.
+        """
+        cells = self.nova_cells()
+        if not cells:
+            return
+        rows = [row for volume in volumes for row in attachments.get(volume['id'], [])
+                if row['instance_uuid'] and row['attach_status'] != 'detached']
+        uuids = set(row['instance_uuid'] for row in rows)
+        present = instance_rows(cells, 'uuid', uuids=uuids)
+        absent = self.absent_instances([uuid for uuid in uuids if uuid not in present])
+        for uuid in sorted(absent):
+            absence = absent[uuid]
+            if absence.kind in ('unverifiable', 'building'):
+                shown = [dict(table='volume_attachment', id=row['id'], volume_id=row['volume_id'],
+                              instance_uuid=uuid, attach_status=row['attach_status'])
+                         for row in rows if row['instance_uuid'] == uuid]
+                plan.refuse('instance_not_in_cells_read', '%s; Nova may still map the volume to it' % absence.explain(),
+                            shown + absence.evidence)
 
     # ------------------------------------------------------------ planning
 

@@ -279,6 +279,7 @@ class NovaInstanceDelete(RemediationModule):
         if self.params['purge'] and self.params['method'] == 'api':
             raise InputError('purge deletes database rows, which the Compute API cannot do; use method=db or auto')
         self.deleted = []
+        self.gone = []  # purged uuids of which no cell and nothing in nova_api has a trace (see _refuse_absent)
         self._utc_now = {}
 
     # ---------------------------------------------------------------- method
@@ -333,7 +334,7 @@ class NovaInstanceDelete(RemediationModule):
             if rows:
                 touched.extend(self._plan_cell(cell, rows, plan, hard, stamp))
         refuse_never_overridden(hard, plan)
-        uuids = [uuid for uuid in self.instance_ids if uuid in found or purge]
+        uuids = [uuid for uuid in self.instance_ids if uuid in found or (purge and uuid in self.gone)]
         api_changed = self._plan_api_rows(uuids, plan, stamp) if NOVA_API in self.targets else set()
         placement_changed = self._plan_placement(uuids, plan) if PLACEMENT in self.targets else set()
         cinder_changed = self._plan_cinder(uuids, plan, stamp) if CINDER in self.targets else set()
@@ -385,31 +386,25 @@ class NovaInstanceDelete(RemediationModule):
                 continue
             found[uuid] = row
         if missing:
-            unmapped = self._unscheduled(missing)
-            for uuid in unmapped:
-                hard.append(Guard('build_request', 'instance %s is mapped in nova_api but in no cell: it is still a '
-                                  'build request; delete it through the API (method=api)' % uuid,
-                                  [unmapped[uuid]]))
-            if not self.params['purge']:
-                unknown = [uuid for uuid in missing if uuid not in unmapped]
-                if unknown:
-                    raise InputError('instance(s) not found in any cell: %s' % ', '.join(unknown))
+            self._refuse_absent(missing, hard)
         return found
 
-    def _unscheduled(self, uuids):
-        if NOVA_API not in self.targets:
-            return {}
-        session = self.session(NOVA_API)
-        self.schema(NOVA_API, 'nova_api').require('instance_mappings', ('id', 'instance_uuid', 'cell_id',
-                                                                        'queued_for_delete', 'updated_at'),
-                                                  purpose='find the mapping of the instances')
-        found = {}
-        for chunk in chunks(uuids):
-            for row in session.query('SELECT id, instance_uuid, cell_id, queued_for_delete FROM instance_mappings '
-                                     'WHERE instance_uuid IN (%s) AND cell_id IS NULL' % placeholders(len(chunk)),
-                                     chunk):
-                found[row['instance_uuid']] = row
-        return found
+    def _refuse_absent(self, missing, hard):
+        """Instances in none of the cells read: purged only when Nova has no trace of them anywhere."""
+        absent = self.absent_instances(missing)
+        unknown = []
+        for uuid in missing:
+            absence = absent[uuid]
+            if absence.kind == 'building':
+                hard.append(Guard('build_request', '%s (method=api)' % absence.explain(), absence.evidence))
+            elif not self.params['purge']:
+                unknown.append(absence.explain())
+            elif not absence.gone:
+                hard.append(Guard('instance_not_in_cells_read', '%s: its nova_api records, allocations and volumes '
+                                  'are not purged' % absence.explain(), absence.evidence))
+        if unknown:
+            raise InputError('nothing to delete: %s' % '; '.join(unknown))
+        self.gone = [uuid for uuid in missing if absent[uuid].gone]
 
     @staticmethod
     def _shown_instance(row):

@@ -132,33 +132,33 @@ def extra_cells(dbs):
 
 def test_cell_connection_killed_between_writes_and_commits_is_journaled_incomplete_and_undone(
         context, module_user, background, extra_cells, dbs, ansible, journal_dir):
-    """nova_bdm_purge writes three cells; cell2's connection dies while cell3 waits for a lock.
+    """nova_bdm_purge writes three cells; cell3's connection dies while cell4 waits for a lock.
 
-    Commits go cell by cell, so cell1 commits and cell2's commit fails: the only
+    Commits go cell by cell, so cell1 commits and cell3's commit fails: the only
     "in between" a multi-database plan can reach. The journal says so
     (incomplete, cell1 committed) and journal_undo brings cell1 back.
     """
     scenario = build_nova_bdm_purge(context, count=2)
     instance = scenario.args['instance'][0]
-    cell2 = _add_cell(dbs, module_user, 'cell2', [instance])
     cell3 = _add_cell(dbs, module_user, 'cell3', [instance])
-    extra_cells.extend([cell2, cell3])
+    cell4 = _add_cell(dbs, module_user, 'cell4', [instance])
+    extra_cells.extend([cell3, cell4])
 
     def cell_rows():
         return dict((database, dbs.query('nova_api', 'SELECT id, deleted, deleted_at FROM `%s`.block_device_mapping '
                                                      'WHERE instance_uuid = %%s ORDER BY id' % database, (instance,)))
-                    for database in (dbs.name('nova'), cell2, cell3))
+                    for database in (dbs.name('nova'), cell3, cell4))
 
     original_cells = cell_rows()
     original = snapshot(dbs, scenario.tables)
     stale = [row['id'] for row in dbs.query('nova', 'SELECT id FROM block_device_mapping WHERE instance_uuid = %s '
                                                     'AND volume_id IS NOT NULL ORDER BY id', (instance,))]
-    lock = RowLock(dbs.server, cell3, 'SELECT id FROM block_device_mapping WHERE id = %s FOR UPDATE', (stale[-1],))
+    lock = RowLock(dbs.server, cell4, 'SELECT id FROM block_device_mapping WHERE id = %s FOR UPDATE', (stale[-1],))
     try:
         run = background.start(ansible, 'nova_bdm_purge', module_args(module_user, scenario, journal_dir, lock_timeout=600))
-        wait_until(lambda: [row for row in lock_waiters(dbs, module_user.name) if row['db'] == cell3],
-                   'the cell3 lock', run=run)
-        idle = [row for row in module_user.processlist() if row['db'] == cell2]
+        wait_until(lambda: [row for row in lock_waiters(dbs, module_user.name) if row['db'] == cell4],
+                   'the cell4 lock', run=run)
+        idle = [row for row in module_user.processlist() if row['db'] == cell3]
         assert len(idle) == 1, idle
         kill(dbs, idle[0]['id'])
     finally:
@@ -166,13 +166,13 @@ def test_cell_connection_killed_between_writes_and_commits_is_journaled_incomple
     result = run.result()
 
     assert result.failed and 'Traceback' not in result['msg'], result
-    assert cell2 in result['msg'] and KILLED in result['msg'], result['msg']
+    assert cell3 in result['msg'] and KILLED in result['msg'], result['msg']
     assert result['journal_status'] == 'incomplete'
     journal = load_journal(result['journal'])
     assert journal['status'] == 'incomplete'
-    assert journal['commits'] == {'nova:cell1': 'committed', 'nova:cell2': 'unknown'}
+    assert journal['commits'] == {'nova:cell1': 'committed', 'nova:cell3': 'unknown'}
     now = cell_rows()
-    assert now[cell2] == original_cells[cell2] and now[cell3] == original_cells[cell3]
+    assert now[cell3] == original_cells[cell3] and now[cell4] == original_cells[cell4]
     assert all(row['deleted'] == row['id'] for row in now[dbs.name('nova')] if row['id'] in stale)
 
     undo_args = dict(module_user.args('nova_api'), journal=result['journal'], journal_dir=journal_dir)
@@ -187,16 +187,16 @@ def test_partial_commit_message_tells_the_operator_to_undo(
         context, module_user, background, extra_cells, dbs, ansible, journal_dir):
     scenario = build_nova_bdm_purge(context, count=1)
     instance = scenario.args['instance'][0]
-    cell2 = _add_cell(dbs, module_user, 'cell2', [instance])
     cell3 = _add_cell(dbs, module_user, 'cell3', [instance])
-    extra_cells.extend([cell2, cell3])
+    cell4 = _add_cell(dbs, module_user, 'cell4', [instance])
+    extra_cells.extend([cell3, cell4])
     bdm = dbs.query('nova', 'SELECT id FROM block_device_mapping WHERE volume_id IS NOT NULL')[0]['id']
-    lock = RowLock(dbs.server, cell3, 'SELECT id FROM block_device_mapping WHERE id = %s FOR UPDATE', (bdm,))
+    lock = RowLock(dbs.server, cell4, 'SELECT id FROM block_device_mapping WHERE id = %s FOR UPDATE', (bdm,))
     try:
         run = background.start(ansible, 'nova_bdm_purge', module_args(module_user, scenario, journal_dir, lock_timeout=600))
-        wait_until(lambda: lock_waiters(dbs, module_user.name), 'the cell3 lock', run=run,
+        wait_until(lambda: lock_waiters(dbs, module_user.name), 'the cell4 lock', run=run,
                    describe=module_user.processlist)
-        kill(dbs, [row for row in module_user.processlist() if row['db'] == cell2][0]['id'])
+        kill(dbs, [row for row in module_user.processlist() if row['db'] == cell3][0]['id'])
     finally:
         lock.release()
     result = run.result()

@@ -16,8 +16,18 @@ import os
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# The five logical databases of a cloud, in the order they are created.
+# The five logical databases of a cloud whose schema the real migrations build, in the order they are created.
 LOGICAL_DATABASES = ("nova_api", "nova", "nova_cell0", "cinder", "placement")
+
+# Every test cloud has two cells beside cell0, as real clouds can: cell1 (logical "nova") and cell2
+# ("nova_cell2", a copy of cell1's migrated schema, mapped in nova_api.cell_mappings).
+EXTRA_CELLS = {"nova_cell2": "cell2"}
+SET_DATABASES = LOGICAL_DATABASES + tuple(EXTRA_CELLS)
+
+
+def schema_source(logical):
+    """The snapshot database whose schema a set database has (a further cell has cell1's)."""
+    return "nova" if logical in EXTRA_CELLS else logical
 
 
 def cache_dir():

@@ -26,7 +26,9 @@ import pymysql
 import pymysql.converters
 from pymysql.constants import CLIENT
 
-from tests.harness import LOGICAL_DATABASES
+import uuid
+
+from tests.harness import EXTRA_CELLS, SET_DATABASES, schema_source
 
 LOG = logging.getLogger("stackmender.harness.dbset")
 
@@ -45,7 +47,7 @@ class DatabaseSet:
         self.server = server
         self.snapshot = snapshot
         self.prefix = prefix
-        self.names = {logical: f"{prefix}_{logical}" for logical in LOGICAL_DATABASES}
+        self.names = {logical: f"{prefix}_{logical}" for logical in SET_DATABASES}
         self.create_seconds = None  # how long building this set took
         self.wait_seconds = None  # how long the caller waited for it
         self._connections = {}
@@ -56,7 +58,7 @@ class DatabaseSet:
 
     def _check(self, logical):
         if logical not in self.names:
-            raise KeyError(f"unknown logical database {logical!r}; use one of {', '.join(LOGICAL_DATABASES)}")
+            raise KeyError(f"unknown logical database {logical!r}; use one of {', '.join(self.names)}")
 
     def name(self, logical):
         """The real database name of ``logical`` (e.g. ``smt_1a2b3c4d_cinder``)."""
@@ -143,14 +145,21 @@ def run_batch(server, statements):
 
 def _seed_rows(snapshot, logical, set_):
     """The snapshot's seed rows of ``logical``, with the cell mappings
-    pointing at this set's own cell databases."""
-    rows = snapshot.seed_rows(logical)
+    pointing at this set's own cell databases, and a mapping per further cell."""
+    rows = snapshot.seed_rows(schema_source(logical))
     if logical == "nova_api":
-        for row in rows.get("cell_mappings", []):
+        mappings = rows.get("cell_mappings", [])
+        cell1 = None
+        for row in mappings:
             if row["uuid"] == CELL0_UUID:
                 row["database_connection"] = set_.url("nova_cell0")
             elif row["name"] == "cell1":
                 row["database_connection"] = set_.url("nova")
+                cell1 = row
+        for extra, name in EXTRA_CELLS.items():
+            row = {column: value for column, value in cell1.items() if column != "id"}
+            row.update(uuid=str(uuid.uuid4()), name=name, database_connection=set_.url(extra))
+            mappings.append(row)
     return rows
 
 
@@ -171,14 +180,15 @@ def build_database_set(server, snapshot, connections=DDL_CONNECTIONS):
         chunks = [["SET SESSION foreign_key_checks = 0"] for _chunk in range(connections)]
         current = [None] * connections
         position = 0
-        for logical in LOGICAL_DATABASES:
-            for table in snapshot.tables(logical):
+        for logical in SET_DATABASES:
+            source = schema_source(logical)
+            for table in snapshot.tables(source):
                 index = position % connections
                 position += 1
                 if current[index] != logical:
                     chunks[index].append(f"USE `{set_.names[logical]}`")
                     current[index] = logical
-                chunks[index].append(snapshot.create_statement(logical, table))
+                chunks[index].append(snapshot.create_statement(source, table))
         errors = []
 
         def run(chunk):
@@ -197,7 +207,7 @@ def build_database_set(server, snapshot, connections=DDL_CONNECTIONS):
 
         seeds = ["SET SESSION foreign_key_checks = 0"]
         escape = pymysql.converters.escape_item
-        for logical in LOGICAL_DATABASES:
+        for logical in SET_DATABASES:
             for table, rows in _seed_rows(snapshot, logical, set_).items():
                 for row in rows:
                     columns = ", ".join(f"`{column}`" for column in row)

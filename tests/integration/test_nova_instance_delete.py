@@ -224,7 +224,8 @@ def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal
     original = snapshot(dbs, ALL_TABLES)
     cases = (
         (dict(instance=['not-a-uuid'], method='db'), "instance: 'not-a-uuid' is not a UUID"),
-        (dict(instance=[instance, unknown], method='db'), 'not found in any cell: %s' % unknown),
+        (dict(instance=[instance, unknown], method='db'),
+         'nothing to delete: instance %s is in no cell and nova_api has no mapping' % unknown),
         (dict(instance=[instance], method='api', purge=True), 'purge deletes database rows'),
         (dict(instance=[instance], method='db', timeout=0), 'timeout must be a positive number'),
     )

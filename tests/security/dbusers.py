@@ -9,7 +9,7 @@ import secrets
 import urllib.parse
 
 # Nova's grants apply to every cell database a module reaches through nova_api.
-CELL_LOGICALS = {'nova': ('nova', 'nova_cell0')}
+CELL_LOGICALS = {'nova': ('nova', 'nova_cell0', 'nova_cell2')}
 
 
 def new_password(tag='pw'):
@@ -60,14 +60,14 @@ class DatabaseUser:
             self._admin('GRANT %s ON `%s`.`%s` TO %%s@%%s' % (', '.join(sorted(privileges)), self.dbs.name(logical), table),
                         (self.name, '%'))
 
-    def grant_all(self, logicals=('nova_api', 'nova', 'nova_cell0', 'cinder', 'placement')):
+    def grant_all(self, logicals=('nova_api', 'nova', 'nova_cell0', 'nova_cell2', 'cinder', 'placement')):
         for logical in logicals:
             self._admin('GRANT ALL ON `%s`.* TO %%s@%%s' % self.dbs.name(logical), (self.name, '%'))
 
     def point_cells_here(self, password=None):
         """Rewrite nova_api.cell_mappings so cells are reached with this account, as deployments store them."""
         for logical, where in (('nova_cell0', "uuid = '00000000-0000-0000-0000-000000000000'"),
-                               ('nova', "name = 'cell1'")):
+                               ('nova', "name = 'cell1'"), ('nova_cell2', "name = 'cell2'")):
             self.dbs.execute('nova_api', 'UPDATE cell_mappings SET database_connection = %%s WHERE %s' % where,
                              (self.url(logical, password),))
 
