@@ -947,10 +947,13 @@ def volume_service_unavailable(audit, spec):
             known = sorted(pools.get(candidates[0], ())) if len(candidates) == 1 else []
             if len(known) == 1:
                 # The multi-backend rename: one live service on the same machine, whose volumes use one pool.
-                fix = repair('cinder_service_rehost', from_host=owner, to_host='%s#%s' % (candidates[0], known[0]))
+                # The volume is named, so a gate's class cap bounds the rows written, not only the findings.
+                fix = repair('cinder_service_rehost', from_host=owner, to_host='%s#%s' % (candidates[0], known[0]),
+                             volumes=[volume['id']])
                 hint = ('no live cinder-volume service is %s; %s is the only live one on %s. Every finding of %s '
-                        'proposes the same call: run it once, after checking that the storage behind it holds '
-                        'the volumes' % (owner, candidates[0], machine, owner))
+                        'proposes the same call for its own volume: the gate merges them into one call, run once '
+                        'after checking that the storage behind it holds the volumes'
+                        % (owner, candidates[0], machine, owner))
             elif len(candidates) == 1:
                 hint = ('no live cinder-volume service is %s: rehost its volumes with cinder_service_rehost to %s'
                         '#<pool> (its volumes use pool(s): %s)' % (owner, candidates[0], ', '.join(known) or 'none yet'))

@@ -47,6 +47,7 @@ DEFAULT_MIN_DROP = 10
 # that differ only in these are merged into one call (one transaction).
 MERGEABLE = {
     'stackmender.openstack.cinder_volume_state': 'volume',
+    'stackmender.openstack.cinder_service_rehost': 'volumes',
 }
 # Options a repair from an audit must never carry: the gate approves what the
 # audit proposed, never an override of a guard, and the playbook adds the connections.
@@ -250,22 +251,31 @@ def check_authority(audit, state, options):
     Returns ``(report, problems, counts)``: per name the current and previous
     count and a verdict; the problems that abort the run; the counts to record.
     """
-    current = {}
+    inventory = {}
     for name, value in (audit.get('inventory') or {}).items():
         if isinstance(value, int) and not isinstance(value, bool):
-            current[name] = value
-    current.update(options.counts)
+            inventory[name] = value
     report, problems, recorded = {}, [], {}
     for name in options.authorities:
         previous = (state['authority'].get(name) or {}).get('count')
-        entry = {'count': current.get(name), 'previous': previous,
+        database_count, given = inventory.get(name), options.counts.get(name)
+        known = [value for value in (database_count, given) if value is not None]
+        # Both sources are kept: the smaller one is judged, so neither can hide the other's collapse.
+        entry = {'count': min(known) if known else None, 'previous': previous,
                  'previous_at': (state['authority'].get(name) or {}).get('recorded_at'), 'verdict': 'ok'}
+        if database_count is not None and given is not None:
+            entry['database_count'], entry['given_count'] = database_count, given
         report[name] = entry
-        if name not in current:
+        if not known:
             entry['verdict'] = 'unknown'
             continue
-        count = current[name]
+        count = entry['count']
         recorded[name] = count
+        if len(known) == 2 and _disagree(database_count, given, options):
+            entry['verdict'] = 'disagree'
+            problems.append('%s: the audit counted %d in the databases but counts gives %d; one of the two reads '
+                            'the wrong or a broken source' % (name, database_count, given))
+            continue
         if count == 0 and name not in options.allow_empty:
             entry['verdict'] = 'empty'
             problems.append('%s: the audit counted none%s; an empty list is how a wrong or broken source looks'
@@ -284,6 +294,12 @@ def check_authority(audit, state, options):
                         'source cannot be told from a healthy one; give counts, or set require_counts=false'
                         % ', '.join(options.authorities or ['none named']))
     return report, problems, recorded
+
+
+def _disagree(first, second, options):
+    """Whether two counts of one list differ by more than the churn the drop thresholds allow."""
+    difference = abs(first - second)
+    return difference >= max(options.min_drop, 1) and 100.0 * difference / max(first, second) > options.max_drop_percent
 
 
 def _number(value):

@@ -99,7 +99,7 @@ options:
     version_added: 0.1.0
   authorities:
     description:
-      - Names of the counts the authority check guards, looked up in O(counts) and then in the audit's C(inventory).
+      - Names of the counts the authority check guards, looked up in the audit's C(inventory) and in O(counts).
     type: list
     elements: str
     default: [instances, volumes]
@@ -107,7 +107,10 @@ options:
   counts:
     description:
       - "Counts of the authoritative lists read by the caller, for example the number of servers and volumes the
-        APIs list, as C({instances: 812, volumes: 1530}). They take precedence over the audit's C(inventory)."
+        APIs list, as C({instances: 812, volumes: 1530})."
+      - They are compared with the audit's C(inventory), never put in its place. When the two differ by more than
+        O(min_drop) rows and O(max_drop_percent) percent, the run aborts (verdict C(disagree)): one of the two
+        reads a wrong or broken source. Otherwise the smaller count is the one checked against the last run.
     type: dict
     default: {}
     version_added: 0.1.0

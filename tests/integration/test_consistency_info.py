@@ -339,7 +339,8 @@ def test_every_class_is_found_exactly_and_nothing_else(ansible, dbs, cloud):
     legacy = finding('volume_service_unavailable', 'volume/' + ids.v_legacy)
     assert legacy['severity'] == 'critical' and legacy['host'] == 'controller1'
     assert legacy['repair'] == {'module': 'stackmender.openstack.cinder_service_rehost',
-                                'args': {'from_host': 'controller1', 'to_host': 'controller1@lvm#lvm'}}
+                                'args': {'from_host': 'controller1', 'to_host': 'controller1@lvm#lvm',
+                                         'volumes': [ids.v_legacy]}}
     down = finding('volume_service_unavailable', 'volume/' + ids.v_down)
     assert down['severity'] == 'error' and down['repair'] is None and 'start it' in down['hint']
     assert down['age'] >= 3000  # counted from the service's last heartbeat, an hour ago
@@ -497,7 +498,8 @@ def test_reports_are_written_except_in_check_mode(ansible, dbs, cloud, tmp_path)
     markdown = open(markdown_path).read()
     assert markdown == written['markdown']
     assert '## volume_service_unavailable (3)' in markdown and ids.v_legacy in markdown
-    assert 'stackmender.openstack.cinder_service_rehost from_host="controller1" to_host="controller1@lvm#lvm"' in markdown
+    assert ('stackmender.openstack.cinder_service_rehost from_host="controller1" to_host="controller1@lvm#lvm" '
+            'volumes=' in markdown)
     page = open(html_path).read()
     assert page.startswith('<!DOCTYPE html>') and page.count('<table>') == 2 + len(written['counts'])  # per class and per host, then one per class
     assert '<script' not in page and 'http' not in page

@@ -189,9 +189,24 @@ def test_small_or_moderate_drops_pass():
     assert decision['authority']['volumes']['drop_percent'] == 25.0
 
 
-def test_given_counts_win_over_the_inventory_and_missing_counts_are_required():
-    decision, _state = gate.decide(audit([], volumes=0), gate.empty_state(), gate.GateOptions(counts={'volumes': 5}))
-    assert decision['authority']['volumes']['count'] == 5
+def test_given_counts_are_compared_with_the_inventory_and_missing_counts_are_required():
+    # The databases count no volume while the caller counts 5: the smaller count is judged, so the run aborts.
+    with pytest.raises(gate.GateAbort) as aborted:
+        gate.decide(audit([], volumes=0), gate.empty_state(), gate.GateOptions(counts={'volumes': 5}))
+    assert 'volumes: the audit counted none' in aborted.value.msg
+    # Far apart: one of the two sources is wrong, whichever it is.
+    for given in (300, 3000):
+        with pytest.raises(gate.GateAbort) as aborted:
+            gate.decide(audit([], instances=500, volumes=1000), gate.empty_state(),
+                        gate.GateOptions(counts={'volumes': given}))
+        assert 'volumes: the audit counted 1000 in the databases but counts gives %d' % given in aborted.value.msg
+        assert aborted.value.details['authority']['volumes']['verdict'] == 'disagree'
+    # Close: churn between the two reads. Both are shown, the smaller is the count judged and recorded.
+    decision, state = gate.decide(audit([], instances=500, volumes=1000), gate.empty_state(),
+                                  gate.GateOptions(counts={'volumes': 995}))
+    entry = decision['authority']['volumes']
+    assert (entry['verdict'], entry['count'], entry['database_count'], entry['given_count']) == ('ok', 995, 1000, 995)
+    assert state['authority']['volumes']['count'] == 995
     bare = audit([], instances=None, volumes=None)
     with pytest.raises(gate.GateAbort) as aborted:
         gate.decide(bare, gate.empty_state(), gate.GateOptions())
@@ -276,3 +291,24 @@ def test_the_lock_refuses_a_second_holder(tmp_path):
     assert 'locked by another run' in refused.value.msg
     with gate.state_lock(path):
         pass
+
+
+def rehost(volume):
+    return {'class': 'volume_service_unavailable', 'severity': 'critical', 'key': 'volume_service_unavailable:volume/%s'
+            % volume, 'message': 'volume %s is on a missing service' % volume, 'age': 7200,
+            'since': '2026-11-22 01:00:00',
+            'repair': {'module': 'stackmender.openstack.cinder_service_rehost',
+                       'args': {'from_host': 'ctl1', 'to_host': 'ctl1@lvm#lvm', 'volumes': [volume]}}}
+
+
+def test_the_class_cap_bounds_the_volumes_a_rehost_moves():
+    """Each finding names its volume, so the approved call moves exactly the volumes counted against the cap."""
+    findings = [rehost('v%d' % number) for number in range(3)]
+    decisions, _state = runs([audit(findings), audit(findings, at='2026-11-22 03:10:00')],
+                             class_limits={'volume_service_unavailable': 2})
+    assert decisions[-1]['approved'] == []
+    assert set(held_codes(decisions[-1]).values()) == {'class_cap'}
+    decisions, _state = runs([audit(findings), audit(findings, at='2026-11-22 03:10:00')],
+                             class_limits={'volume_service_unavailable': 3})
+    (call,) = decisions[-1]['approved']
+    assert call['args'] == {'from_host': 'ctl1', 'to_host': 'ctl1@lvm#lvm', 'volumes': ['v0', 'v1', 'v2']}
