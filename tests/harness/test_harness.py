@@ -206,7 +206,8 @@ def test_cell_mappings_point_at_the_sets_own_databases(dbs):
     assert cells["cell0"]["uuid"] == CELL0_UUID
     assert cells["cell0"]["database_connection"] == dbs.url("nova_cell0")
     assert cells["cell1"]["database_connection"] == dbs.url("nova")
-    for cell, logical in (("cell0", "nova_cell0"), ("cell1", "nova")):
+    assert cells["cell2"]["database_connection"] == dbs.url("nova_cell2")
+    for cell, logical in (("cell0", "nova_cell0"), ("cell1", "nova"), ("cell2", "nova_cell2")):
         url = cells[cell]["database_connection"]
         assert url.startswith("mysql+pymysql://") and url.endswith(f"/{dbs.name(logical)}?charset=utf8")
         database = url.rsplit("/", 1)[1].split("?")[0]

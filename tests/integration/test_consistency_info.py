@@ -299,7 +299,8 @@ def test_every_class_is_found_exactly_and_nothing_else(ansible, dbs, cloud):
     assert set(found) == set(expected)
     assert result['skipped_classes'] == []
     assert result['counts'] == dict((name, len(keys)) for name, keys in expected.items())
-    assert [cell['name'] for cell in result['cells']] == ['nova:cell0', 'nova:cell1']
+    assert [cell['name'] for cell in result['cells']] == ['nova:cell0', 'nova:cell1', 'nova:cell2']
+    assert result['cells_complete'] is True
     assert snapshot(dbs, WATCHED_TABLES) == before, 'the audit wrote something'
     findings = by_key(result)
 
@@ -421,11 +422,13 @@ def test_one_cell_through_nova_db_and_what_is_skipped(ansible, dbs, cloud):
         {'class': 'allocation_wrong_provider', 'reason': 'needs placement_db'}]
     assert result['cells'] == [{'name': 'nova_db', 'uuid': None, 'cell0': False}]
 
-    # nova_db plus nova_api_db: the mappings are checked, and nova_db is recognised as cell1.
+    assert result['cells_complete'] is False
+    # nova_db plus nova_api_db: every cell is read, nova_db is recognised as cell1, the mappings are checked.
     both = audit(ansible, dbs, 'cinder', 'nova', 'nova_api', classes=['instance_mapping_missing'])
     assert found_keys(both) == {'instance_mapping_missing': set(
-        'instance_mapping_missing:nova_db/instance/%s' % uuid for uuid in (ids.i_unmapped, ids.i_nullmap,
-                                                                           ids.i_wrongcell))}
+        'instance_mapping_missing:nova:cell1/instance/%s' % uuid for uuid in (ids.i_unmapped, ids.i_nullmap,
+                                                                              ids.i_wrongcell))}
+    assert both['cells_complete'] is True and len(both['cells']) == 3
 
     cinder_only = audit(ansible, dbs, 'cinder')
     assert [entry['class'] for entry in cinder_only['skipped_classes']] == [
