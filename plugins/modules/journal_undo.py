@@ -22,6 +22,14 @@ description:
     writes a journal of its own, so an undo can be undone.
   - Give the same database options the original run used. Cell databases are found again
     through O(nova_api_db).
+  - Only the databases whose transaction committed are reverted. A run that failed between the
+    commits of two databases left some committed and others rolled back; the rows of a database
+    that rolled back are never written, even with O(force). When the journal says a database's
+    commit outcome is unknown (the connection died during its commit), the undo asks the server.
+    If all of its journaled rows hold what the run wrote, it committed. If they all hold their
+    before-images, it did not. A mix is refused, with the rows as evidence, even with O(force).
+  - The undone journal is marked as undone, so that a re-run of the original task plans afresh
+    instead of finishing the undone run.
 author:
   - stackmender developers (@stackmender)
 extends_documentation_fragment:
@@ -107,6 +115,19 @@ guards:
   returned: failure by a guard
   type: list
   elements: dict
+commit_outcomes:
+  description:
+    - Per database option of the journal, what its commit did and how that is known.
+  returned: success
+  type: dict
+  version_added: 1.1.0
+  sample:
+    nova:cell1:
+      outcome: committed
+      known_from: as the journal recorded
+    placement_db:
+      outcome: rolled_back
+      known_from: 'asked the server: 0 of 3 row(s) hold what the run wrote, 3 their before-image'
 notes:
   description: Rows that already hold their before-image.
   returned: when there are any
