@@ -48,11 +48,13 @@ UNKNOWN = 'unknown'
 # Keys per SELECT when reading the journaled rows back.
 READ_CHUNK = 500
 # Arguments that do not change what a run writes: a re-run may differ in them and still finish the run.
-NEUTRAL_ARGUMENTS = ('journal_dir', 'lock_timeout')
+# force among them: it lifts the guards of a fresh plan, and finishing a run plans nothing afresh (its own
+# refusals are never lifted), so a forced re-run must still finish the run rather than plan past it.
+NEUTRAL_ARGUMENTS = ('journal_dir', 'lock_timeout', 'force', 'force_reason')
 # Rows of evidence shown per refusal; the count is always exact.
 SHOWN_EVIDENCE = 20
-# The tail of a journal file searched for its status: sorted keys put ``status`` after the entries.
-STATUS_TAIL = 256 * 1024
+# Bytes read at a time when searching a journal file for its status.
+STATUS_BLOCK = 1024 * 1024
 
 
 def utc_stamp():
@@ -209,17 +211,21 @@ def describe_outcomes(outcomes, how=None):
     return '; '.join(parts)
 
 
-def _tail_says_incomplete(path):
-    """Cheap pre-check of a journal's status, without parsing a file of 100,000 rows."""
+def _may_be_incomplete(path):
+    """Cheap pre-check of a journal's status: a byte search, without parsing a file of 100,000 rows."""
+    marker = b'"status": "%s"' % INCOMPLETE.encode('ascii')
+    previous = b''
     try:
         with open(path, 'rb') as stream:
-            stream.seek(0, os.SEEK_END)
-            size = stream.tell()
-            stream.seek(max(0, size - STATUS_TAIL))
-            tail = stream.read()
+            while True:
+                block = stream.read(STATUS_BLOCK)
+                if not block:
+                    return False
+                if marker in previous[-len(marker):] + block:
+                    return True
+                previous = block
     except (IOError, OSError):
         return False
-    return b'"status": "%s"' % INCOMPLETE.encode('ascii') in tail
 
 
 def _plain(value):
@@ -238,7 +244,7 @@ def unfinished_journals(directory, module, arguments, identities):
     wanted = dict((key, value) for key, value in _plain(arguments).items() if key not in NEUTRAL_ARGUMENTS)
     found = []
     for path in sorted(glob.glob(os.path.join(directory, '*-%s-*.json' % short)), reverse=True):
-        if not _tail_says_incomplete(path):
+        if not _may_be_incomplete(path):
             continue
         try:
             document = load_journal(path)
@@ -320,8 +326,9 @@ def finish_plan(path, document, session_of):
         message = ('journal %s records a partial run of this task (%s), but %d row(s) changed since'
                    % (path, describe_outcomes(outcomes, how), len(differing)))
         raise GuardRefusal('refused: %s, so finishing it would write over them. Nothing was changed. Revert what '
-                           'committed with stackmender.openstack.journal_undo (journal %s), then re-run. This is '
-                           'never overridden, even with force' % (message, path),
+                           'committed with stackmender.openstack.journal_undo (journal %s), then re-run; or, if '
+                           'the rows were repaired by hand, move that journal out of journal_dir. This is never '
+                           'overridden, even with force' % (message, path),
                            guards=[dict(guard='partial_run_changed_since', message=message,
                                         evidence=differing[:SHOWN_EVIDENCE], rows=len(differing))])
     remaining = [entry for entry in entries if outcomes[entry['database']] != COMMITTED]

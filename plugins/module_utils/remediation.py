@@ -548,8 +548,9 @@ class RemediationModule(object):
 
     def _summary(self, plan):
         if plan.resumes:
+            databases = sorted(set(change.database for change in plan.changes))
             return ('%d row change(s) left by the partial run of journal %s, in %s'
-                    % (len(plan.changes), plan.resumes, ', '.join(sorted(set(change.database for change in plan.changes)))))
+                    % (len(plan.changes), plan.resumes, ', '.join(databases)))
         return self.describe(plan)
 
     def _finish(self, result, plan):

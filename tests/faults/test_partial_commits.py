@@ -326,3 +326,28 @@ def test_rerun_refuses_when_a_row_left_to_write_changed_since(context, backgroun
     assert guard['evidence'][0]['row'] == 'volume_attachment/%s' % key
     assert guard['evidence'][0]['differences']['attached_host']['now'] == 'somewhere-else'
     assert database_state(context) == changed
+
+
+def test_undo_with_force_never_writes_a_database_that_did_not_commit(context, background):
+    """Cinder rolled back; one of its rows changed since. The old undo, forced, wrote the stale
+    before-image over it: now that row is never touched, and only the committed cell is reverted."""
+    name, number = 'nova_instance_host', 2
+    scenario, module, args, original, journal, failed = partial_run(context, background, name, number)
+    attachment = [entry for entry in journal['entries'] if entry['database'] == 'cinder_db'][0]
+    key = next(iter(attachment['key'].values()))
+    context.dbs.execute('cinder', 'UPDATE volume_attachment SET attached_host = %s WHERE id = %s',
+                        ('changed-by-nova-since', key))
+    expected = database_state(context)
+    cell = _physical(journal, 'nova:cell1')
+    for place in original:
+        if place[0] == cell:
+            expected[place] = original[place]
+    undo_args = dict(context.admin_args(*scenario.databases), journal=failed['journal'],
+                     journal_dir=context.journal_dir, force=True, force_reason='test: what force may reach')
+    undone = context.ansible('journal_undo', undo_args)
+    assert not undone.failed and undone.changed, undone
+    assert set(group['database'] for group in undone['plan']) == {'nova:cell1'}
+    assert undone['commit_outcomes']['cinder_db'] == dict(outcome='rolled_back', known_from='as the journal recorded')
+    assert database_state(context) == expected
+    assert context.dbs.query('cinder', 'SELECT attached_host FROM volume_attachment WHERE id = %s',
+                             (key,))[0]['attached_host'] == 'changed-by-nova-since'
