@@ -334,7 +334,13 @@ class JournalUndo(RemediationModule):
                             [dict(row=label, written=entry['after'], now=live)])
 
     def describe(self, plan):
-        return '%d row(s) to restore from %s' % (len(plan.changes), self.params['journal'])
+        text = '%d row(s) to restore from %s' % (len(plan.changes), self.params['journal'])
+        if self.document['status'] != COMMITTED:
+            # Say what happened in each database of a partial run, and how that is known.
+            text += ' (%s)' % describe_outcomes(
+                dict((option, value['outcome']) for option, value in self.outcomes.items()),
+                dict((option, value['known_from']) for option, value in self.outcomes.items()))
+        return text
 
 
 def main():
