@@ -36,7 +36,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.journal impo
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import (
     DELETE,
     INSERT,
-    UPDATE,
     normalize,
     normalize_row,
     quote_identifier,

@@ -293,7 +293,7 @@ def test_unknown_outcome_with_a_mix_of_rows_is_refused_by_rerun_and_undo(context
     entry = entry[0]
     table, (column, value) = entry['table'], next(iter(entry['key'].items()))
     if entry['action'] == 'update':
-        assignments = ', '.join('`%s` = %%s' % name for name in entry['after'])
+        assignments = ', '.join('`%s` = %%s' % column_name for column_name in entry['after'])
         context.dbs.execute('placement', 'UPDATE `%s` SET %s WHERE `%s` = %%s' % (table, assignments, column),
                             list(entry['after'].values()) + [value])
     else:
