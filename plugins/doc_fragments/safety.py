@@ -27,6 +27,10 @@ options:
     description:
       - Directory for the journal files of before-images, one per run that writes.
       - Defaults to C($XDG_STATE_HOME/stackmender/journal), that is C(~/.local/state/stackmender/journal).
+      - A run that failed between the commits of two databases leaves an C(incomplete) journal here. A re-run
+        of the same task (same module, arguments and databases) finishes that run. It writes only what did
+        not commit, once the rows show that nothing changed since, and returns the old journal's path as
+        C(finishes_journal).
     type: path
     version_added: 0.1.0
 '''

@@ -223,3 +223,28 @@ def load_journal(path):
         raise InputError('journal %s is damaged: unknown status or no entries list' % path)
     document['entries'] = _expand(path, document['entries'])
     return document
+
+
+def mark_journal(path, **fields):
+    """Add ``fields`` to a journal file (a run that finished it, an undo that reverted it), atomically.
+
+    The file is rewritten as it is read, groups and all: only the header changes.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    with open(path) as stream:
+        document = json.load(stream)
+    document.update(fields)
+    handle, temporary = tempfile.mkstemp(prefix='.journal-', dir=directory)
+    try:
+        with os.fdopen(handle, 'w') as stream:
+            json.dump(document, stream, indent=1, sort_keys=True, default=str)
+            stream.write('\n')
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path

@@ -16,6 +16,7 @@ translation of every error into a clean ``fail_json``.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
 import sys
 import threading
 
@@ -24,6 +25,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils import cells as nova_cells
+from ansible_collections.stackmender.openstack.plugins.module_utils import partial
 from ansible_collections.stackmender.openstack.plugins.module_utils import plan as planning
 from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import ApiCall
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import (
@@ -37,6 +39,9 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.journal impo
     INCOMPLETE,
     ROLLED_BACK,
     Journal,
+    default_journal_dir,
+    load_journal,
+    mark_journal,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.schema import Schema
 
@@ -99,6 +104,8 @@ class Plan(object):
         self.guards = []
         self.warnings = []
         self.notes = []
+        # The journal of an earlier, partly committed run of the same task that this plan finishes.
+        self.resumes = None
         self._groups = None
 
     def change(self, *args, **kwargs):
@@ -321,48 +328,100 @@ class RemediationModule(object):
         hidden = ('cinder_db', 'nova_db', 'nova_api_db', 'placement_db', 'cloud')
         return dict((key, value) for key, value in self.params.items() if key not in hidden)
 
+    def _resume_or_plan_db(self):
+        """The database plan: what an earlier, partly committed run of this same task left undone, if any."""
+        directory = os.path.abspath(os.path.expanduser(self.params.get('journal_dir') or default_journal_dir()))
+        identities = dict((option, target.identity()) for option, target in self.targets.items()
+                          if not option.startswith('nova:'))
+        found = partial.unfinished_journals(directory, self.module_name, self._journal_arguments(), identities)
+        if not found:
+            return self.plan_db()
+        path, document = found[0]
+        outcomes, how, remaining = partial.finish_plan(path, document, self._journal_session)
+        plan = Plan()
+        plan.resumes = path
+        for entry in remaining:
+            plan.change(entry['database'], entry['table'], entry['key'], action=entry['action'],
+                        before=entry['before'] if entry['action'] != planning.INSERT else None,
+                        after=entry['after'] if entry['action'] != planning.DELETE else None,
+                        note=entry.get('note'))
+        plan.note('finishes the partial run of journal %s (%s)' % (path, partial.describe_outcomes(outcomes, how)))
+        if not remaining and not self.module.check_mode:
+            # It had committed everywhere after all: nothing is left to write, and nothing to finish again.
+            self._mark_finished(plan, path, 'its databases committed (asked the server)')
+        return plan
+
+    def _journal_session(self, option):
+        """The session of a database an earlier run's journal names (cells are found through nova_api_db)."""
+        if option.startswith('nova:'):
+            self.nova_cells()
+        if option not in self.targets:
+            raise InputError('the partial run to finish wrote %s, which the database options do not reach' % option)
+        return self.session(option)
+
+    def _mark_finished(self, plan, path, by):
+        """Mark a finished journal, and the journals it finished in turn, so they are not finished twice."""
+        stamp = partial.utc_stamp()
+        while path:
+            try:
+                following = load_journal(path).get('resumes')
+                mark_journal(path, finished_by=by, finished_at=stamp)
+            except (StackmenderError, IOError, OSError, ValueError) as error:
+                plan.warn('journal %s could not be marked as finished (%s): remove it from journal_dir before '
+                          'this task runs again' % (path, error))
+                return
+            path = following
+
     def _apply_db(self, plan, result):
         journal = Journal(self.params.get('journal_dir'), self.module_name, self._journal_arguments(),
                           self._database_identities(), self.params['force'], self.params.get('force_reason'))
         journal.prepare_directory()
         if self.params['force']:
             journal.document['forced_guards'] = [guard.to_result() for guard in plan.guards]
+        if plan.resumes:
+            journal.document['resumes'] = plan.resumes
         written_options = []
         for change in plan.changes:
             if change.database not in written_options:
                 written_options.append(change.database)
         for option in written_options:
             self.session(option).require_writable_node()
-        committed = []
+        commits = journal.document['commits']
         try:
             self._write_and_journal(plan.statement_groups(), journal)
             for option in written_options:
                 try:
                     self.session(option).commit()
                 except DatabaseError:
-                    journal.document['commits'][option] = 'unknown'
+                    # The COMMIT may have reached the server before the connection died: nobody knows.
+                    commits[option] = partial.UNKNOWN
                     raise
-                journal.document['commits'][option] = 'committed'
-                committed.append(option)
+                commits[option] = COMMITTED
         except StackmenderError as error:
             for option in written_options:
-                if option not in committed:
+                if option not in commits:
                     self.session(option).rollback()
+                    commits[option] = ROLLED_BACK
             if journal.written:
-                status = INCOMPLETE if committed or 'unknown' in journal.document['commits'].values() else ROLLED_BACK
+                settled = [commits[option] for option in written_options]
+                status = INCOMPLETE if COMMITTED in settled or partial.UNKNOWN in settled else ROLLED_BACK
                 journal.write(status, error=error.msg)
                 error.details.setdefault('journal', journal.path)
                 error.details.setdefault('journal_status', status)
-                if committed:
-                    # The database's own message says "rolled back"; that holds only for the others.
-                    pending = [option for option in written_options if option not in committed]
-                    error.msg = ('%s. PARTLY APPLIED: %s committed before the failure, %s did not; run '
-                                 'stackmender.openstack.journal_undo with journal %s to revert the committed part, '
-                                 'or re-run this task to finish'
-                                 % (error.msg, ', '.join(committed), ', '.join(pending), journal.path))
+                if status == INCOMPLETE:
+                    error.details['commits'] = dict((option, commits[option]) for option in written_options)
+                    # The database's own message says "rolled back"; that holds only for some databases.
+                    error.msg = ('%s. %s: %s. Re-run this task to finish: it finds journal %s and writes only what '
+                                 'did not commit, once the rows show that nothing changed since (it asks the server '
+                                 'about an unknown outcome). Or run stackmender.openstack.journal_undo with journal '
+                                 '%s to revert exactly what committed'
+                                 % (error.msg, 'PARTLY APPLIED' if COMMITTED in settled else 'COMMIT OUTCOME UNKNOWN',
+                                    partial.describe_outcomes(error.details['commits']), journal.path, journal.path))
             raise
         journal.write(COMMITTED)
         result['journal'] = journal.path
+        if plan.resumes:
+            self._mark_finished(plan, plan.resumes, journal.path)
 
     def _write_and_journal(self, groups, journal):
         """Run every statement and write the pending journal: both happen before any commit.
@@ -418,9 +477,9 @@ class RemediationModule(object):
                     if self.params['method'] == 'api' or not self._has_databases():
                         raise InputError('the API path cannot do this: %s' % unsuitable)
                     method, reason = 'db', 'the API path cannot do this (%s); fell back to the database' % unsuitable
-                    plan = self.plan_db()
+                    plan = self._resume_or_plan_db()
             else:
-                plan = self.plan_db()
+                plan = self._resume_or_plan_db()
             result = dict(changed=False, method=method, method_reason=reason, plan=[], before={}, after={},
                           journal=None, force=self.params['force'])
             if plan.guards:
@@ -451,7 +510,7 @@ class RemediationModule(object):
                                       before_header='%s: current' % self.module_name,
                                       after_header='%s: planned' % self.module_name)
             if self.module.check_mode:
-                result['msg'] = 'check mode: %s, nothing written' % self.describe(plan)
+                result['msg'] = 'check mode: %s, nothing written' % self._summary(plan)
                 self._finish(result, plan)
             if method == 'api':
                 for call in plan.calls:
@@ -459,7 +518,7 @@ class RemediationModule(object):
                 self.verify_api(plan)
             else:
                 self._apply_db(plan, result)
-            result['msg'] = '%s, applied' % self.describe(plan)
+            result['msg'] = '%s, applied' % self._summary(plan)
             self._finish(result, plan)
         except StackmenderError as error:
             self._close()
@@ -478,8 +537,19 @@ class RemediationModule(object):
     def add_results(self, result):
         """Add the module's own keys to a successful result (check mode, applied, or nothing to do)."""
 
+    def _summary(self, plan):
+        if plan.resumes:
+            databases = sorted(set(change.database for change in plan.changes))
+            return ('%d row change(s) left by the partial run of journal %s, in %s'
+                    % (len(plan.changes), plan.resumes, ', '.join(databases)))
+        return self.describe(plan)
+
     def _finish(self, result, plan):
-        self.add_results(result)
+        if plan.resumes:
+            # The module's own keys describe what its planning found; finishing a run did not plan.
+            result['finishes_journal'] = plan.resumes
+        else:
+            self.add_results(result)
         if self._cells:
             result['nova_cells'] = self._cells.describe()
             if not self._cells.complete:

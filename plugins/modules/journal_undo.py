@@ -22,6 +22,14 @@ description:
     writes a journal of its own, so an undo can be undone.
   - Give the same database options the original run used. Cell databases are found again
     through O(nova_api_db).
+  - Only the databases whose transaction committed are reverted. A run that failed between the
+    commits of two databases left some committed and others rolled back; the rows of a database
+    that rolled back are never written, even with O(force). When the journal says a database's
+    commit outcome is unknown (the connection died during its commit), the undo asks the server.
+    If all of its journaled rows hold what the run wrote, it committed. If they all hold their
+    before-images, it did not. A mix is refused, with the rows as evidence, even with O(force).
+  - The undone journal is marked as undone, so that a re-run of the original task plans afresh
+    instead of finishing the undone run.
 author:
   - stackmender developers (@stackmender)
 extends_documentation_fragment:
@@ -107,6 +115,19 @@ guards:
   returned: failure by a guard
   type: list
   elements: dict
+commit_outcomes:
+  description:
+    - Per database option of the journal, what its commit did and how that is known.
+  returned: success
+  type: dict
+  version_added: 1.1.0
+  sample:
+    nova:cell1:
+      outcome: committed
+      known_from: as the journal recorded
+    placement_db:
+      outcome: rolled_back
+      known_from: 'asked the server: 0 of 3 row(s) hold what the run wrote, 3 their before-image'
 notes:
   description: Rows that already hold their before-image.
   returned: when there are any
@@ -115,54 +136,28 @@ notes:
 '''
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import ROLLED_BACK, load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
+    COMMITTED,
+    ROLLED_BACK,
+    load_journal,
+    mark_journal,
+)
+from ansible_collections.stackmender.openstack.plugins.module_utils.partial import (
+    comparable,
+    describe_outcomes,
+    journal_outcomes,
+    read_live_rows,
+    row_identity,
+    settle,
+    utc_stamp,
+)
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import (
     DELETE,
     INSERT,
     UPDATE,
     RowChange,
-    normalize,
-    normalize_row,
-    quote_identifier,
-    sql_value,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
-
-
-# Keys per SELECT when reading the journaled rows back.
-READ_CHUNK = 500
-
-
-def _comparable(value):
-    """A key as MariaDB compares it: string keys are case-insensitive there."""
-    value = normalize(value)
-    return value.lower() if isinstance(value, str) else value
-
-
-def row_identity(option, table, key_column, key_value):
-    return (option, table, key_column, _comparable(key_value))
-
-
-def read_live_rows(sessions, entries):
-    """The current row of every journaled key, a few hundred keys per SELECT.
-
-    Returns {row_identity: normalized row}; a key with no row is absent.
-    """
-    wanted = {}
-    for entry in entries:
-        key_column, key_value = list(entry['key'].items())[0]
-        keys = wanted.setdefault((entry['database'], entry['table'], key_column), {})
-        keys.setdefault(_comparable(key_value), sql_value(key_value))
-    live = {}
-    for (option, table, key_column), keys in wanted.items():
-        values = list(keys.values())
-        for chunk in chunks(values, READ_CHUNK):
-            rows = sessions[option].query('SELECT * FROM %s WHERE %s IN (%s)' % (
-                quote_identifier(table), quote_identifier(key_column), placeholders(len(chunk))), chunk)
-            for row in rows:
-                live[row_identity(option, table, key_column, row[key_column])] = normalize_row(row)
-    return live
 
 
 def statement_runs(changes):
@@ -206,7 +201,7 @@ def with_per_row_values(changes):
         first = first_of.setdefault(shape, change.after)
         varying.setdefault(shape, set()).update(column for column, value in change.after.items()
                                                 if first[column] != value)
-        keys.setdefault(shape, []).append(_comparable(change.key_value))
+        keys.setdefault(shape, []).append(comparable(change.key_value))
     for shape, seen in keys.items():
         if len(set(seen)) != len(seen):
             # A row restored twice keeps one statement per value: one statement must not write a row twice.
@@ -259,23 +254,49 @@ class JournalUndo(RemediationModule):
 
     def plan_db(self):
         plan = Plan()
+        self.outcomes = {}
         if self.document['status'] == ROLLED_BACK:
             plan.note('the journaled run was rolled back; there is nothing to undo')
             return plan
-        if self.document['status'] != 'committed':
-            plan.warn('the journal is %s: its run may not have committed; only rows that hold what it wrote are '
-                      'reverted' % self.document['status'])
+        entries = self.document['entries']
+        # Only the databases that committed, or may have, are read; one that rolled back is never written.
         sessions = {}
-        entries = list(reversed(self.document['entries']))
-        for entry in entries:
-            option = entry['database']
-            if option not in sessions:
+        for option, outcome in journal_outcomes(self.document).items():
+            if outcome != ROLLED_BACK:
                 sessions[option] = self._check_database(plan, option)
-        live = read_live_rows(sessions, entries)
-        for entry in entries:
-            self._plan_entry(plan, live, entry)
+        live = read_live_rows(sessions, [entry for entry in entries if entry['database'] in sessions])
+        outcomes, how = settle(self.params['journal'], self.document, live)
+        for option, outcome in outcomes.items():
+            self.outcomes[option] = dict(outcome=outcome, known_from=how[option])
+        reverted = [option for option, outcome in outcomes.items() if outcome == COMMITTED]
+        if self.document['status'] != COMMITTED:
+            plan.warn('the journal is %s: %s. Only what committed is reverted (%s)'
+                      % (self.document['status'], describe_outcomes(outcomes, how), ', '.join(reverted) or 'nothing'))
+        if self.document.get('finished_by'):
+            plan.warn('a later run finished this partial run (journal %s): undo that journal as well to revert what '
+                      'it wrote' % self.document['finished_by'])
+        for entry in reversed(entries):
+            if entry['database'] in reverted:
+                self._plan_entry(plan, live, entry)
         plan.changes = statement_runs(with_per_row_values(plan.changes))
         return plan
+
+    def _apply_db(self, plan, result):
+        super(JournalUndo, self)._apply_db(plan, result)
+        self._mark_undone(result['journal'])
+
+    def _mark_undone(self, by):
+        """So that a re-run of the original task does not try to finish a run that was undone."""
+        try:
+            mark_journal(self.params['journal'], undone_by=by, undone_at=utc_stamp())
+        except (IOError, OSError, ValueError) as error:
+            self.module.warn('journal %s could not be marked as undone (%s)' % (self.params['journal'], error))
+
+    def add_results(self, result):
+        result['commit_outcomes'] = self.outcomes
+        if not result['changed'] and not self.module.check_mode and self.document['status'] != ROLLED_BACK:
+            # Every row already holds its before-image: the run is undone all the same.
+            self._mark_undone('nothing left to revert')
 
     def _plan_entry(self, plan, live_rows, entry):
         table, key = entry['table'], entry['key']
@@ -313,7 +334,13 @@ class JournalUndo(RemediationModule):
                             [dict(row=label, written=entry['after'], now=live)])
 
     def describe(self, plan):
-        return '%d row(s) to restore from %s' % (len(plan.changes), self.params['journal'])
+        text = '%d row(s) to restore from %s' % (len(plan.changes), self.params['journal'])
+        if self.document['status'] != COMMITTED:
+            # Say what happened in each database of a partial run, and how that is known.
+            text += ' (%s)' % describe_outcomes(
+                dict((option, value['outcome']) for option, value in self.outcomes.items()),
+                dict((option, value['known_from']) for option, value in self.outcomes.items()))
+        return text
 
 
 def main():

@@ -170,7 +170,7 @@ def test_cell_connection_killed_between_writes_and_commits_is_journaled_incomple
     assert result['journal_status'] == 'incomplete'
     journal = load_journal(result['journal'])
     assert journal['status'] == 'incomplete'
-    assert journal['commits'] == {'nova:cell1': 'committed', 'nova:cell3': 'unknown'}
+    assert journal['commits'] == {'nova:cell1': 'committed', 'nova:cell3': 'unknown', 'nova:cell4': 'rolled_back'}
     now = cell_rows()
     assert now[cell3] == original_cells[cell3] and now[cell4] == original_cells[cell4]
     assert all(row['deleted'] == row['id'] for row in now[dbs.name('nova')] if row['id'] in stale)
@@ -203,6 +203,9 @@ def test_partial_commit_message_tells_the_operator_to_undo(
     if result.get('journal_status') != 'incomplete':
         pytest.fail('the scenario did not produce a partial commit: %r' % dict(result))
     assert 'nova:cell1' in result['msg'] and 'journal_undo' in result['msg'], result['msg']
+    # Each database's outcome, the unknown one apart from the ones that rolled back.
+    assert 'nova:cell1: committed; nova:cell2: commit outcome unknown; nova:cell3: rolled back' in result['msg']
+    assert 'Re-run this task to finish: it finds journal %s' % result['journal'] in result['msg']
 
 
 def test_killed_read_only_connection_does_not_stop_the_write(

@@ -1,14 +1,18 @@
-"""Journals: format 2 groups rows of one shape, and load_journal gives back every entry as it was."""
+"""Journals: format 2 groups rows of one shape, and load_journal gives back every entry as it was; a partly
+committed run's outcomes, each database's as recorded or as its rows show it."""
 
 import json
 import os
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils import partial
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
     COMMITTED,
+    INCOMPLETE,
     Journal,
     load_journal,
+    mark_journal,
 )
 
 
@@ -104,3 +108,114 @@ def test_an_unknown_format_is_refused(tmp_path):
     path.write_text(json.dumps(dict(format=3, status='committed', entries=[])))
     with pytest.raises(InputError, match='format 1 or 2 expected'):
         load_journal(str(path))
+
+
+# --------------------------------------------------------------------------
+# Partial commits: each database's outcome, asked of the rows when unknown
+
+IDENTITIES = {'cinder_db': {'server': '127.0.0.1:3306', 'database': 'cinder'},
+              'placement_db': {'server': '127.0.0.1:3306', 'database': 'placement'}}
+
+
+def _partial_entries():
+    return [_update('v1', {'status': 'detaching'}, {'status': 'available'}),
+            dict(database='placement_db', table='allocations', key={'id': 4}, action='delete',
+                 before={'used': 1}, after={}),
+            dict(database='placement_db', table='allocations', key={'id': 9}, action='insert', before={},
+                 after={'used': 2, 'consumer_id': 'c'})]
+
+
+def _live(rows):
+    return dict((partial.row_identity(database, table, 'id', key), row) for (database, table, key), row in rows.items())
+
+
+def test_outcomes_as_the_journal_records_them_and_old_journals_read_as_before():
+    document = dict(status=INCOMPLETE, commits={'cinder_db': 'committed', 'placement_db': 'unknown'},
+                    entries=_partial_entries())
+    assert partial.journal_outcomes(document) == {'cinder_db': 'committed', 'placement_db': 'unknown'}
+    # An earlier release named only the committed and unknown databases: the others rolled back.
+    document['commits'] = {'cinder_db': 'committed'}
+    assert partial.journal_outcomes(document) == {'cinder_db': 'committed', 'placement_db': 'rolled_back'}
+    assert set(partial.journal_outcomes(dict(document, status='pending')).values()) == {'unknown'}
+    assert set(partial.journal_outcomes(dict(document, status=COMMITTED)).values()) == {'committed'}
+
+
+@pytest.mark.parametrize('rows,outcome', [
+    # every row as the run wrote it: the delete is done, the insert is there
+    ({('placement_db', 'allocations', 9): {'id': 9, 'used': 2, 'consumer_id': 'c'}}, 'committed'),
+    # every row as before: the deleted row is there, the inserted one is not
+    ({('placement_db', 'allocations', 4): {'id': 4, 'used': 1}}, 'rolled_back'),
+    # a mix
+    ({('placement_db', 'allocations', 4): {'id': 4, 'used': 1},
+      ('placement_db', 'allocations', 9): {'id': 9, 'used': 2, 'consumer_id': 'c'}}, None),
+    # a row that holds neither
+    ({('placement_db', 'allocations', 4): {'id': 4, 'used': 7}}, None),
+])
+def test_an_unknown_outcome_is_settled_by_the_rows(rows, outcome):
+    entries = [entry for entry in _partial_entries() if entry['database'] == 'placement_db']
+    settled, detail = partial.settle_unknown('placement_db', entries, _live(rows))
+    assert settled == outcome
+    if outcome is None:
+        assert detail['evidence'] and 'neither' in detail['counts']
+    else:
+        assert detail.startswith('asked the server')
+
+
+def test_settle_refuses_a_mix_and_keeps_recorded_outcomes():
+    document = dict(status=INCOMPLETE, commits={'cinder_db': 'committed', 'placement_db': 'unknown'},
+                    entries=_partial_entries())
+    live = _live({('placement_db', 'allocations', 4): {'id': 4, 'used': 1},
+                  ('placement_db', 'allocations', 9): {'id': 9, 'used': 2, 'consumer_id': 'c'}})
+    with pytest.raises(GuardRefusal) as refused:
+        partial.settle('j.json', document, live)
+    assert refused.value.details['guards'][0]['guard'] == 'commit_outcome_mixed'
+    live = _live({('placement_db', 'allocations', 4): {'id': 4, 'used': 1}})
+    outcomes, how = partial.settle('j.json', document, live)
+    assert outcomes == {'cinder_db': 'committed', 'placement_db': 'rolled_back'}
+    assert how['cinder_db'] == 'as the journal recorded' and how['placement_db'].startswith('asked the server')
+
+
+def test_a_row_changed_twice_is_judged_by_its_first_before_and_last_after():
+    entries = [_update('v1', {'status': 'detaching'}, {'status': 'error'}),
+               _update('v1', {'status': 'error'}, {'status': 'available'})]
+    assert partial.settle_unknown('cinder_db', entries, _live({('cinder_db', 'volumes', 'v1'): {
+        'id': 'v1', 'status': 'available'}}))[0] == 'committed'
+    assert partial.settle_unknown('cinder_db', entries, _live({('cinder_db', 'volumes', 'v1'): {
+        'id': 'v1', 'status': 'detaching'}}))[0] == 'rolled_back'
+
+
+def _incomplete(tmp_path, arguments, identities=None, module='stackmender.openstack.nova_task_state'):
+    journal = Journal(str(tmp_path), module, arguments, identities or IDENTITIES)
+    journal.prepare_directory()
+    journal.document['entries'] = _partial_entries()
+    journal.document['commits'] = {'cinder_db': 'committed', 'placement_db': 'unknown'}
+    journal.write(INCOMPLETE)
+    return journal.path
+
+
+def test_unfinished_journals_match_module_arguments_and_databases(tmp_path):
+    arguments = {'instance': ['i1'], 'journal_dir': 'a', 'lock_timeout': 30, 'force': False}
+    path = _incomplete(tmp_path, arguments)
+    module = 'stackmender.openstack.nova_task_state'
+    # None of these changes what is written (force lifts guards of a fresh plan; finishing plans nothing afresh).
+    same = dict(arguments, journal_dir='b', lock_timeout=5, force=True, force_reason='x')
+    assert [found for found, _document in partial.unfinished_journals(str(tmp_path), module, same, IDENTITIES)] \
+        == [path]
+    assert partial.unfinished_journals(str(tmp_path), module, dict(arguments, instance=['i2']), IDENTITIES) == []
+    other = dict(IDENTITIES, cinder_db={'server': '127.0.0.1:3306', 'database': 'other'})
+    assert partial.unfinished_journals(str(tmp_path), module, arguments, other) == []
+    assert partial.unfinished_journals(str(tmp_path), 'stackmender.openstack.nova_instance_host', arguments,
+                                       IDENTITIES) == []
+    # Once finished (or undone) it is not finished again; the marking keeps every entry.
+    mark_journal(path, finished_by='later.json')
+    assert partial.unfinished_journals(str(tmp_path), module, arguments, IDENTITIES) == []
+    reloaded = load_journal(path)
+    assert reloaded['finished_by'] == 'later.json' and reloaded['entries'] == _partial_entries()
+    assert oct(os.stat(path).st_mode & 0o777) == '0o600'
+
+
+def test_describe_outcomes_names_each_database_and_how_it_is_known():
+    text = partial.describe_outcomes({'nova:cell1': 'committed', 'placement_db': 'unknown', 'cinder_db': 'rolled_back'},
+                                     {'placement_db': 'asked the server: 2 of 2 row(s) hold what the run wrote'})
+    assert text == ('nova:cell1: committed; placement_db: commit outcome unknown (asked the server: 2 of 2 row(s) '
+                    'hold what the run wrote); cinder_db: rolled back')
