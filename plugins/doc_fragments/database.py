@@ -27,10 +27,10 @@ options:
   nova_db:
     description:
       - The Nova cell database (C([database] connection) of C(nova.conf)), in the same forms as O(cinder_db).
-      - With O(nova_db) alone one cell is read: the result says so (RV(nova_cells.complete) is false), and
+      - With O(nova_db) alone one cell is read. The result says so (C(nova_cells.complete) is false), and
         nothing is called missing, orphaned or purgeable because it is absent from that cell.
       - Given together with O(nova_api_db), it must be one of the cells of C(cell_mappings) (same server
-        and database), else the run refuses; every cell is then read, and this one is reached with the
+        and database), else the run refuses. Every cell is then read, and this one is reached with the
         credentials of O(nova_db).
     type: raw
     version_added: 0.1.0
