@@ -14,8 +14,9 @@ row of a volume is hard-deleted, never the ``SENTINEL`` row.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import quote_identifier, scope_condition
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, host_name, placeholders
 
 # Every volume status Cinder's reset-status accepts, plus 'deleted' (ours).
 VOLUME_STATUSES = (
@@ -186,3 +187,97 @@ def quota_usage_rows(session, keys):
             if key in keys:
                 found.setdefault(key, []).append(row)
     return found
+
+
+# ---------------------------------------------------------------- moving volumes between services
+# Used by cinder_service_rehost and by the cinder_multibackend_migration role (its filters).
+
+# An operation in flight was sent to one service's queue and never finishes once the volume has
+# moved to another service. A transfer waits for a person, not a service, so it does not block a move.
+REHOST_BLOCKING_STATUSES = tuple(status for status in TRANSITIONAL_STATUSES if status != 'awaiting-transfer')
+
+# The status a volume whose operation was lost with its service is reset to, where Cinder has an
+# error status for that operation. The other blocking statuses lost an operation that did not touch
+# the data: the volume rests in-use while Cinder lists an attachment, else available.
+LOST_OPERATION_STATUSES = {
+    'creating': 'error',
+    'deleting': 'error',
+    'downloading': 'error',
+    'extending': 'error_extending',
+    'restoring-backup': 'error_restoring',
+    'managing': 'error_managing',
+}
+
+
+def _host_error(option, value, problem):
+    return InputError('%s: %r %s' % (option, value, problem))
+
+
+def check_host(option, value):
+    """``value`` as host, host@backend or host@backend#pool: (host, backend, pool), absent parts None."""
+    host_name(value, option)
+    if value.count('@') > 1 or value.count('#') > 1:
+        raise _host_error(option, value, 'is not host, host@backend or host@backend#pool')
+    if '@' in value and '#' in value and value.index('#') < value.index('@'):
+        raise _host_error(option, value, 'has the pool (#) before the backend (@)')
+    host, backend, pool = split_host(value)
+    if not host or ('@' in value and not backend) or ('#' in value and not pool):
+        raise _host_error(option, value, 'has an empty host, backend or pool part')
+    return host, backend, pool
+
+
+def check_rehost_hosts(from_host, to_host):
+    """The hosts of a rehost, checked (InputError otherwise); returns the pool of ``to_host``.
+
+    ``from_host`` is host, host@backend or host@backend#pool; ``to_host`` is host@backend#pool. Two
+    pools of one service are refused: a rehost moves from one service to another, or (``from_host``
+    the new service itself, without a pool) gives that service's pool-less rows their pool.
+    """
+    check_host('from_host', from_host)
+    _host, backend, pool = check_host('to_host', to_host)
+    if not backend or not pool:
+        raise _host_error('to_host', to_host, 'must be host@backend#pool (a cinder-volume service is '
+                          'host@backend since Ocata, and every volume lives in a pool)')
+    if fills_pool(from_host, to_host) and '#' in from_host:
+        raise InputError('from_host %r and to_host %r are pools of the same service %s: this module moves '
+                         'resources from one service to another (or gives the pool-less rows of a service '
+                         'their pool, with from_host=%s)' % (from_host, to_host, service_host(to_host),
+                                                             service_host(to_host)))
+    return pool
+
+
+def service_host(value):
+    """The service part (``host@backend``) of ``host@backend#pool``."""
+    return value.split('#', 1)[0]
+
+
+def fills_pool(from_host, to_host):
+    """Whether a rehost from ``from_host`` to ``to_host`` stays on one service.
+
+    Then it only gives that service's pool-less rows their pool (what ``cinder-manage volume
+    update_host`` leaves), and matches ``from_host`` exactly.
+    """
+    return service_host(from_host) == service_host(to_host)
+
+
+def rehost_matches(value, from_host, to_host):
+    """Whether a host column is one a rehost from ``from_host`` to ``to_host`` moves."""
+    if fills_pool(from_host, to_host):
+        return value == from_host
+    return host_matches(value, from_host)
+
+
+def lost_operation_reset(status, migration_status, attached):
+    """The reset that lets a volume left by a lost service move, or None when it needs none.
+
+    Returns ``(status, migration_status)``: the status from :data:`LOST_OPERATION_STATUSES`, else
+    in-use when ``attached`` (Cinder lists an attachment) or available; ``status`` unchanged when only
+    a migration was in flight; migration_status ``error`` for a migration in flight, else ``''``.
+    """
+    busy = status in REHOST_BLOCKING_STATUSES
+    migrating = is_migrating(migration_status)
+    if not busy and not migrating:
+        return None
+    if busy:
+        status = LOST_OPERATION_STATUSES.get(status, 'in-use' if attached else 'available')
+    return status, 'error' if migrating else ''

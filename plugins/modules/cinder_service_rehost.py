@@ -247,7 +247,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.plan import 
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
     chunks,
-    host_name,
     placeholders,
     uuid_list,
 )
@@ -256,9 +255,8 @@ CINDER = 'cinder_db'
 API_IMPOSSIBLE = ('method=api cannot rehost volumes: Cinder has no API that changes the host of a volume without '
                   'moving its data (os-migrate_volume copies the data and needs the old cinder-volume service '
                   'alive). Use method=db (or auto) with cinder_db')
-# An operation in flight was sent to the old service and will never finish there. A transfer waits
-# for a person, not a service, so it does not block a move.
-BLOCKING_STATUSES = tuple(status for status in cinder.TRANSITIONAL_STATUSES if status != 'awaiting-transfer')
+# An operation in flight was sent to the old service and will never finish there.
+BLOCKING_STATUSES = cinder.REHOST_BLOCKING_STATUSES
 SERVICE_SHOWN = ('id', 'uuid', 'host', 'binary', 'cluster_name', 'disabled', 'disabled_reason', 'updated_at',
                  'heartbeat_age', 'deleted')
 EVIDENCE_LIMIT = 50
@@ -269,10 +267,6 @@ OWNED_TABLES = ('groups', 'consistencygroups', 'image_volume_cache_entries')
 
 def _shown(row, columns):
     return dict((column, row[column]) for column in columns if column in row)
-
-
-def _host_error(option, value, problem):
-    return InputError('%s: %r %s' % (option, value, problem))
 
 
 class CinderServiceRehost(RemediationModule):
@@ -292,37 +286,16 @@ class CinderServiceRehost(RemediationModule):
 
     # --------------------------------------------------------------- inputs
 
-    @staticmethod
-    def _check_host(option, value):
-        host_name(value, option)
-        if value.count('@') > 1 or value.count('#') > 1:
-            raise _host_error(option, value, 'is not host, host@backend or host@backend#pool')
-        if '@' in value and '#' in value and value.index('#') < value.index('@'):
-            raise _host_error(option, value, 'has the pool (#) before the backend (@)')
-        host, backend, pool = cinder.split_host(value)
-        if not host or ('@' in value and not backend) or ('#' in value and not pool):
-            raise _host_error(option, value, 'has an empty host, backend or pool part')
-        return host, backend, pool
-
     def validate(self):
         self.from_host = self.params['from_host']
         self.to_host = self.params['to_host']
-        self._check_host('from_host', self.from_host)
-        _host, backend, pool = self._check_host('to_host', self.to_host)
-        if not backend or not pool:
-            raise _host_error('to_host', self.to_host, 'must be host@backend#pool (a cinder-volume service is '
-                              'host@backend since Ocata, and every volume lives in a pool)')
-        self.old_service_host = self.from_host.split('#', 1)[0]
-        self.new_service_host = self.to_host.split('#', 1)[0]
-        self.to_pool = pool
+        # The same checks as the cinder_multibackend_migration role's (multibackend_invalid_moves).
+        self.to_pool = cinder.check_rehost_hosts(self.from_host, self.to_host)
+        self.old_service_host = cinder.service_host(self.from_host)
+        self.new_service_host = cinder.service_host(self.to_host)
         # from_host naming the new service itself, without a pool, completes what cinder-manage
         # volume update_host leaves: the pool-less rows get the pool and the service's uuid.
-        self.fill_pool = self.old_service_host == self.new_service_host
-        if self.fill_pool and '#' in self.from_host:
-            raise InputError('from_host %r and to_host %r are pools of the same service %s: this module moves '
-                             'resources from one service to another (or gives the pool-less rows of a service '
-                             'their pool, with from_host=%s)' % (self.from_host, self.to_host,
-                                                                 self.new_service_host, self.new_service_host))
+        self.fill_pool = cinder.fills_pool(self.from_host, self.to_host)
         if not self.params['binary']:
             raise InputError('binary must not be empty')
         if self.params['service_down_time'] <= 0:
@@ -350,9 +323,7 @@ class CinderServiceRehost(RemediationModule):
         return [column for column in wanted if self.cinder_schema.has(table, column)]
 
     def _matches(self, value):
-        if self.fill_pool:
-            return value == self.from_host
-        return cinder.host_matches(value, self.from_host)
+        return cinder.rehost_matches(value, self.from_host, self.to_host)
 
     @staticmethod
     def _select(columns):
