@@ -27,6 +27,7 @@ import decimal
 import hashlib
 import re
 
+from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import PlanConflict
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
 
@@ -307,14 +308,19 @@ class StatementGroup(object):
         if self.action != UPDATE:
             return []
         first = self.changes[0]
-        value = normalize if shown else sql_value
+        if shown:
+            def shown_value(column, value):
+                return redaction.redact_value(column, normalize(value), self.table)
+        else:
+            def shown_value(column, value):
+                return sql_value(value)
         params = []
         for column in sorted(first.after):
             if column in first.per_row:
                 for change in changes:
-                    params.extend((change.key_value, value(change.after[column])))
+                    params.extend((change.key_value, shown_value(column, change.after[column])))
             elif column not in first.from_key:
-                params.append(value(first.after[column]))
+                params.append(shown_value(column, first.after[column]))
         return params
 
     def describe(self):
@@ -519,6 +525,9 @@ def describe_changes(changes, limit=None):
     shown = changes if limit is None else changes[:limit]
     for change in shown:
         label = change.label()
-        before.setdefault(change.database, {})[label] = change.before if change.action != INSERT else None
-        after.setdefault(change.database, {})[label] = change.after if change.action != DELETE else None
+        # Shown to the operator: a column that can hold a secret shows its stand-in (the journal keeps the value).
+        before.setdefault(change.database, {})[label] = (redaction.redact_row(change.before, change.table)
+                                                         if change.action != INSERT else None)
+        after.setdefault(change.database, {})[label] = (redaction.redact_row(change.after, change.table)
+                                                        if change.action != DELETE else None)
     return before, after, len(changes) - len(shown)
