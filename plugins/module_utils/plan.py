@@ -368,7 +368,9 @@ def _mismatches(change, live_row):
     for column, expected in change.checked_values().items():
         now = normalize(live_row.get(column))
         if now != expected:
-            problems[column] = {'planned': expected, 'now': now}
+            # Shown in the error: a secret column shows its stand-in (equal values, equal stand-ins).
+            problems[column] = {'planned': redaction.redact_value(column, expected, change.table, live_row),
+                                'now': redaction.redact_value(column, now, change.table, live_row)}
     return problems
 
 

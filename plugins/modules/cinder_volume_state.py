@@ -437,7 +437,8 @@ class CinderVolumeState(RemediationModule):
                             bdms[volume_id])
             if snapshots.get(volume_id):
                 plan.refuse('volume_has_snapshots', 'volume %s has %d live snapshot(s)'
-                            % (volume_id, len(snapshots[volume_id])), cinder.evidence('snapshots', snapshots[volume_id]))
+                            % (volume_id, len(snapshots[volume_id])),
+                            cinder.evidence('snapshots', snapshots[volume_id]))
             if volume['group_id'] or volume['consistencygroup_id']:
                 plan.refuse('volume_in_group', 'volume %s belongs to a group; remove it from the group first' % volume_id,
                             [dict(id=volume_id, group_id=volume['group_id'],

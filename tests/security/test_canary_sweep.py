@@ -213,7 +213,8 @@ def test_an_awx_job_shows_no_canary(cloud, dbs, ansible, journal_dir, tmp_path):
                 with open(path, errors='replace') as stream:
                     text = stream.read()
                 for kind in canaries.hits(text):
-                    sweep.leaks.append('awx %s: %s canary in artifact %s' % (name, kind, os.path.relpath(path, job.root)))
+                    sweep.leaks.append('awx %s: %s canary in artifact %s'
+                                       % (name, kind, os.path.relpath(path, job.root)))
             sweep.runs.append(('awx %s' % name, False, result.get('msg', '')[:160]))
         for problem in private_journals(journal_dir):
             sweep.leaks.append(problem)
