@@ -308,12 +308,11 @@ class StatementGroup(object):
         if self.action != UPDATE:
             return []
         first = self.changes[0]
-        if shown:
-            def shown_value(column, value):
-                return redaction.redact_value(column, normalize(value), self.table)
-        else:
-            def shown_value(column, value):
-                return sql_value(value)
+        table = self.table
+
+        def shown_value(column, value):
+            # Shown, a column that can hold a secret gives its stand-in (restoring connection_info, user_data).
+            return redaction.redact_value(column, normalize(value), table) if shown else sql_value(value)
         params = []
         for column in sorted(first.after):
             if column in first.per_row:
