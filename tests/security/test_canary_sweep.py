@@ -216,8 +216,8 @@ def test_an_awx_job_shows_no_canary(cloud, dbs, ansible, journal_dir, tmp_path):
             for channel, text in texts.items():
                 sweep.channels.add(channel)
                 for kind in canaries.hits(text):
-                    sweep.leaks.append('awx %s: %s canary in %s: ...%s...' % (name, kind, channel,
-                                                                               _around(text, canaries)))
+                    sweep.leaks.append('awx %s: %s canary in %s: ...%s...'
+                                       % (name, kind, channel, _around(text, canaries)))
             for path in artifacts:
                 sweep.channels.add('artifacts')
                 with open(path, errors='replace') as stream:
