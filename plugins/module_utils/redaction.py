@@ -93,7 +93,7 @@ def is_secret_column(column, table=None):
     if name in SECRET_COLUMNS:
         return True
     if table is not None:
-        bare = str(table).split('.')[-1]
+        bare = str(table).rsplit('.', 1)[-1]
         return name in SECRET_TABLE_COLUMNS.get(bare, ())
     return False
 
