@@ -54,6 +54,8 @@ options:
       - The cloud for API calls, a name in C(clouds.yaml) or a dict of connection settings.
       - When absent, the single cloud of C(OS_CLIENT_CONFIG_FILE)/C(clouds.yaml) is used,
         as AWX's OpenStack credential provides it.
+      - Its credentials (C(password), secrets, tokens) are masked in every result, diff, warning and log line,
+        from the start of the run; names, regions and domains stay readable.
     type: raw
     version_added: 0.1.0
   method:

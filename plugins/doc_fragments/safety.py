@@ -31,6 +31,11 @@ options:
         of the same task (same module, arguments and databases) finishes that run. It writes only what did
         not commit, once the rows show that nothing changed since, and returns the old journal's path as
         C(finishes_journal).
+      - A journal keeps whole rows, with the secrets some columns hold (iSCSI CHAP passwords in C(connection_info),
+        C(user_data), the instance password), because undo needs them. It is a 0600 file in a directory that
+        belongs to the user running the module and that no one else can write; a missing directory is created
+        with mode 0700. A directory owned by another user, or writable by its group or by others, is refused
+        before anything is written.
     type: path
     version_added: 0.1.0
 '''

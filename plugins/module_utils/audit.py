@@ -30,6 +30,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils import cinde
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import cells as nova_cells
+from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import DatabaseError, InputError, SchemaError
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import normalize, normalize_row, quote_identifier
 from ansible_collections.stackmender.openstack.plugins.module_utils.schema import Schema
@@ -83,10 +84,10 @@ INSTANCE_COLUMNS = ('uuid', 'host', 'node', 'vm_state', 'task_state', 'power_sta
                     'deleted_at', 'updated_at', 'created_at')
 VOLUME_COLUMNS = ('id', 'status', 'attach_status', 'migration_status', 'host', 'project_id', 'multiattach',
                   'deleted', 'deleted_at', 'updated_at', 'created_at')
-# What evidence shows of an attachment: never connection_info or connector.
 # What evidence shows of a cinder service row.
 SERVICE_COLUMNS = ('id', 'uuid', 'host', 'binary', 'cluster_name', 'disabled', 'disabled_reason', 'modified_at',
                    'created_at', 'updated_at', 'heartbeat_age')
+# What evidence shows of an attachment: never connection_info or connector.
 ATTACHMENT_COLUMNS = ('id', 'volume_id', 'instance_uuid', 'attached_host', 'attach_status', 'attach_time',
                       'deleted', 'deleted_at', 'updated_at', 'created_at')
 
@@ -487,7 +488,8 @@ class Audit(object):
             'host': host,
             'age': seconds_between(since, now),
             'since': normalize(since),
-            'evidence': [normalize_row(row) for row in evidence],
+            # Evidence reads named columns; the redaction is the safety net for a secret column among them.
+            'evidence': [redaction.redact_row(normalize_row(row), row.get('table')) for row in evidence],
             'repair': fix,
             'hint': hint,
         }

@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
 
@@ -103,6 +104,10 @@ def read_cell_mappings(api_session, api_target, register_secret=None):
     cells = []
     for row in rows:
         label = 'nova_api_db cell %s' % (row['name'] or row['uuid'])
+        if register_secret is not None:
+            # Masked before anything parses it: a malformed cell URL fails with its password hidden.
+            for form in redaction.url_password_forms(row['database_connection'] or ''):
+                register_secret(form)
         url = db.format_cell_url(row['database_connection'] or '', api_target)
         target = db.parse_url(label, url, ssl=api_target.ssl)
         if target.password and register_secret is not None:

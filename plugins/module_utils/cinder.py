@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import quote_identifier, scope_condition
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, host_name, placeholders
 
@@ -113,8 +114,29 @@ def service_is_up(service, down_time):
     return age is not None and age <= down_time
 
 
+# The columns of a row that explain a refusal (evidence): who holds the volume and in what state. Whole rows
+# would carry connection_info (iSCSI CHAP passwords), connector and provider_auth.
+EVIDENCE_COLUMNS = {
+    'volume_attachment': ('id', 'volume_id', 'instance_uuid', 'attached_host', 'mountpoint', 'attach_status',
+                          'attach_mode', 'attach_time', 'deleted'),
+    'snapshots': ('id', 'volume_id', 'status', 'progress', 'created_at', 'deleted', 'group_snapshot_id'),
+    'volumes': ('id', 'status', 'attach_status', 'migration_status', 'host', 'deleted'),
+}
+
+
+def evidence(table, rows):
+    """The rows as refusal evidence: the columns of EVIDENCE_COLUMNS, secrets redacted in any other table."""
+    columns = EVIDENCE_COLUMNS.get(table)
+    if columns is None:
+        return redaction.redact_rows(rows, table)
+    return [dict((column, row[column]) for column in columns if column in row) for row in rows]
+
+
 def rows_by_volume(session, table, volume_ids, extra_where='', extra_params=()):
-    """Live rows of ``table`` for the volumes, grouped by volume id."""
+    """Live rows of ``table`` for the volumes, grouped by volume id.
+
+    Whole rows, for planning and the journal: shown to the operator only through :func:`evidence`.
+    """
     grouped = {}
     for chunk in chunks(volume_ids):
         rows = session.query('SELECT * FROM %s WHERE deleted = 0 AND volume_id IN (%s)%s ORDER BY id'

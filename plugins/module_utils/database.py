@@ -128,7 +128,9 @@ def parse_url(option, url, ssl=None, source=None):
     if not database:
         raise InputError('%s: the URL names no database (expected mysql+pymysql://user:pass@host/dbname)' % option)
     if not re.match(r'^[A-Za-z0-9_$-]{1,64}$', database):
-        raise InputError('%s: %r is not a valid database name' % (option, database))
+        # Not echoed: in a URL whose password holds an unquoted / or @, this "name" is part of the password.
+        raise InputError('%s: the path of the URL is not a valid database name (1 to 64 letters, digits, _, $ or -); '
+                         'a password holding /, @, : or # must be written URL-quoted (%%2F, %%40, %%3A, %%23)' % option)
     query = dict(parse_qsl(parts.query))
     try:
         port = parts.port or 3306

@@ -9,7 +9,10 @@ still holds its row locks and before it commits, with status ``pending``;
 after the commit it is rewritten as ``committed``, after a rollback as
 ``rolled_back``, and ``incomplete`` when a commit's outcome is unknown (the
 connection died during it). ``journal_undo`` replays ``entries`` backwards.
-Journals hold no credentials: databases are named by server and schema only.
+Journals hold no database or cloud credentials: databases are named by server and
+schema only. They do hold whole rows, with the secrets some columns keep (see
+redaction.py), because undo needs them: a journal is a 0600 file in a directory
+that belongs to the user and that no one else can write (prepare_private_directory).
 
 Format 2 writes consecutive entries that change the same columns of the same
 table, for the same reason, as one group: the shared fields once, then a line
@@ -25,6 +28,7 @@ __metaclass__ = type
 import datetime
 import json
 import os
+import stat
 import tempfile
 import uuid
 
@@ -45,6 +49,37 @@ def default_journal_dir():
     """Per-user default: $XDG_STATE_HOME/stackmender/journal (~/.local/state/...)."""
     state = os.environ.get('XDG_STATE_HOME') or os.path.join(os.path.expanduser('~'), '.local', 'state')
     return os.path.join(state, 'stackmender', 'journal')
+
+
+def prepare_private_directory(directory):
+    """Make sure ``directory`` is private to the user running the module, creating it (0700) if needed.
+
+    A journal holds whole rows, secrets included (CHAP passwords in connection_info,
+    user_data, the instance password metadata): undo needs them. It is written only
+    into a directory that belongs to this user and that no one else can write, where
+    no one else could replace or pre-create the file. Anything else is refused
+    before anything is written.
+    """
+    try:
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o700)
+            # makedirs' mode is filtered by the umask: set it as meant.
+            os.chmod(directory, 0o700)
+    except OSError as error:
+        raise InputError('journal_dir %s cannot be created: %s' % (directory, error.strerror))
+    status = os.stat(directory)
+    if status.st_uid != os.geteuid():
+        raise InputError('journal_dir %s belongs to uid %d, not to the user running the module (uid %d): journals '
+                         'hold whole rows, secrets included, and are written only into a directory of your own. '
+                         'Nothing was written; choose a directory you own (mode 0700)'
+                         % (directory, status.st_uid, os.geteuid()))
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise InputError('journal_dir %s can be written by its group or by others (mode %04o): journals hold whole '
+                         'rows, secrets included, and are written only into a directory no one else can write. '
+                         'Nothing was written; run chmod go-w (0700 is best) on it, or choose another directory'
+                         % (directory, stat.S_IMODE(status.st_mode)))
+    if not os.access(directory, os.W_OK):
+        raise InputError('journal_dir %s is not writable' % directory)
 
 
 def _utc_stamp():
@@ -77,13 +112,7 @@ class Journal(object):
 
     def prepare_directory(self):
         """Create the directory early so a bad journal_dir fails before any lock is taken."""
-        try:
-            if not os.path.isdir(self.directory):
-                os.makedirs(self.directory, 0o700)
-        except OSError as error:
-            raise InputError('journal_dir %s cannot be created: %s' % (self.directory, error.strerror))
-        if not os.access(self.directory, os.W_OK):
-            raise InputError('journal_dir %s is not writable' % self.directory)
+        prepare_private_directory(self.directory)
 
     def _render(self):
         """The journal as JSON text: the header indented, then a line per entry or per grouped row.

@@ -27,6 +27,7 @@ import decimal
 import hashlib
 import re
 
+from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import PlanConflict
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
 
@@ -307,14 +308,18 @@ class StatementGroup(object):
         if self.action != UPDATE:
             return []
         first = self.changes[0]
-        value = normalize if shown else sql_value
+        table = self.table
+
+        def shown_value(column, value):
+            # Shown, a column that can hold a secret gives its stand-in (restoring connection_info, user_data).
+            return redaction.redact_value(column, normalize(value), table) if shown else sql_value(value)
         params = []
         for column in sorted(first.after):
             if column in first.per_row:
                 for change in changes:
-                    params.extend((change.key_value, value(change.after[column])))
+                    params.extend((change.key_value, shown_value(column, change.after[column])))
             elif column not in first.from_key:
-                params.append(value(first.after[column]))
+                params.append(shown_value(column, first.after[column]))
         return params
 
     def describe(self):
@@ -362,7 +367,9 @@ def _mismatches(change, live_row):
     for column, expected in change.checked_values().items():
         now = normalize(live_row.get(column))
         if now != expected:
-            problems[column] = {'planned': expected, 'now': now}
+            # Shown in the error: a secret column shows its stand-in (equal values, equal stand-ins).
+            problems[column] = {'planned': redaction.redact_value(column, expected, change.table, live_row),
+                                'now': redaction.redact_value(column, now, change.table, live_row)}
     return problems
 
 
@@ -519,6 +526,9 @@ def describe_changes(changes, limit=None):
     shown = changes if limit is None else changes[:limit]
     for change in shown:
         label = change.label()
-        before.setdefault(change.database, {})[label] = change.before if change.action != INSERT else None
-        after.setdefault(change.database, {})[label] = change.after if change.action != DELETE else None
+        # Shown to the operator: a column that can hold a secret shows its stand-in (the journal keeps the value).
+        before.setdefault(change.database, {})[label] = (redaction.redact_row(change.before, change.table)
+                                                         if change.action != INSERT else None)
+        after.setdefault(change.database, {})[label] = (redaction.redact_row(change.after, change.table)
+                                                        if change.action != DELETE else None)
     return before, after, len(changes) - len(shown)

@@ -27,6 +27,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils import cloud
 from ansible_collections.stackmender.openstack.plugins.module_utils import cells as nova_cells
 from ansible_collections.stackmender.openstack.plugins.module_utils import partial
 from ansible_collections.stackmender.openstack.plugins.module_utils import plan as planning
+from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import ApiCall
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import (
     DatabaseError,
@@ -48,6 +49,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.schema impor
 # The options that reach Nova's cell databases (see RemediationModule.nova_cells): either one is enough.
 NOVA_CELL_OPTIONS = nova_cells.NOVA_CELL_OPTIONS
 NOVA_CELL_REQUIREMENT = nova_cells.NOVA_CELL_REQUIREMENT
+DATABASE_OPTIONS = ('cinder_db', 'nova_db', 'nova_api_db', 'placement_db')
 
 
 class ApiUnsuitable(Exception):
@@ -60,15 +62,21 @@ def connection_argument_spec():
     The read-only modules take these alone; the remediation modules add the
     options of ``common_argument_spec``.
     """
+    # no_log: never in the module's syslog line; register_secrets then masks only their credentials.
     return dict(
-        cinder_db=db.database_option_spec(),
-        nova_db=db.database_option_spec(),
-        nova_api_db=db.database_option_spec(),
-        placement_db=db.database_option_spec(),
-        cloud=dict(type='raw'),
+        cinder_db=dict(db.database_option_spec(), no_log=True),
+        nova_db=dict(db.database_option_spec(), no_log=True),
+        nova_api_db=dict(db.database_option_spec(), no_log=True),
+        placement_db=dict(db.database_option_spec(), no_log=True),
+        cloud=dict(type='raw', no_log=True),
         method=dict(type='str', default='auto', choices=['auto', 'api', 'db']),
         lock_timeout=dict(type='int', default=30),
     )
+
+
+def register_secrets(module):
+    """Mask the credentials of the connection options, before anything parses them (see redaction)."""
+    return redaction.register_option_secrets(module, DATABASE_OPTIONS, 'cloud')
 
 
 def common_argument_spec():
@@ -87,7 +95,9 @@ class Guard(object):
     def __init__(self, name, message, evidence=None):
         self.name = name
         self.message = message
-        self.evidence = [planning.normalize_row(row) if isinstance(row, dict) else row for row in (evidence or [])]
+        # Shown on every refusal and copied into forced_guards: secret columns show their stand-in.
+        self.evidence = [redaction.redact(planning.normalize_row(row)) if isinstance(row, dict) else row
+                         for row in (evidence or [])]
 
     def to_result(self):
         return dict(guard=self.name, message=self.message, evidence=self.evidence)
@@ -188,6 +198,7 @@ class RemediationModule(object):
         for key, value in self.module_kwargs.items():
             kwargs[key] = kwargs.get(key, []) + value if isinstance(value, list) else value
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        register_secrets(self.module)
         self.params = self.module.params
         self.targets = {}
         self.sessions = {}
@@ -198,14 +209,14 @@ class RemediationModule(object):
     # ----------------------------------------------------------------- inputs
 
     def _parse_databases(self):
-        for option in ('cinder_db', 'nova_db', 'nova_api_db', 'placement_db'):
+        # The URLs' and the cloud's credentials were registered when the module started (register_secrets);
+        # a password read from a config file is known only now.
+        for option in DATABASE_OPTIONS:
             target = db.parse_database_option(option, self.params.get(option))
             if target is None:
                 continue
-            # Mask it wherever it could surface (results, invocation, warnings), also as written in the URL.
             self.module.no_log_values.update(db.secret_forms(target.password))
             self.targets[option] = target
-        self.module.no_log_values.update(api.secret_values(self.params.get('cloud')))
 
     def validate(self):
         """Module-specific input checks; raise InputError. Runs before any connection."""
@@ -493,7 +504,7 @@ class RemediationModule(object):
                     plan.warn('guard overridden by force (%s): %s' % (self.params.get('force_reason'), guard.message))
             if method == 'api':
                 result['plan'] = [call.describe() for call in plan.calls]
-                result['before'], result['after'] = describe_calls(plan.calls)
+                result['before'], result['after'] = [redaction.redact(side) for side in describe_calls(plan.calls)]
             else:
                 result['plan'] = [group.describe() for group in plan.statement_groups()]
                 result['before'], result['after'], hidden = planning.describe_changes(plan.changes, planning.SHOWN_ROWS)
@@ -522,7 +533,7 @@ class RemediationModule(object):
             self._finish(result, plan)
         except StackmenderError as error:
             self._close()
-            details = dict(error.details)
+            details = redaction.redact(dict(error.details))
             self.module.fail_json(msg=error.msg, **details)
         except Exception as error:  # an API error that escaped a module's own handling
             if not (api.HAS_OPENSTACKSDK and isinstance(error, api.openstack.exceptions.SDKException)):
@@ -559,7 +570,8 @@ class RemediationModule(object):
         if plan.notes:
             result['notes'] = plan.notes
         self._close()
-        self.module.exit_json(**result)
+        # The safety net: a row that reached the result by another way than evidence or before/after.
+        self.module.exit_json(**redaction.redact(result))
 
     def _close(self):
         for session in self.sessions.values():

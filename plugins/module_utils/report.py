@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 
+from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
 
 TITLE = 'OpenStack consistency report'
@@ -136,7 +137,22 @@ def md_table(headers, rows):
     return lines
 
 
+def redacted(result):
+    """The audit result with every secret column of its evidence (by each row's ``table``) as a stand-in.
+
+    The audit already shows named columns only; a report may be rendered from a result saved elsewhere.
+    """
+    findings = []
+    for finding in result.get('findings') or []:
+        finding = dict(finding)
+        finding['evidence'] = [redaction.redact_row(row, row.get('table')) if isinstance(row, dict) else row
+                               for row in finding.get('evidence') or []]
+        findings.append(finding)
+    return redaction.redact(dict(result, findings=findings))
+
+
 def render_markdown(result, titles=None):
+    result = redacted(result)
     titles = titles or {}
     findings = result.get('findings') or []
     lines = ['# %s' % TITLE, '']
@@ -211,6 +227,7 @@ def html_table(headers, rows, row_classes=None):
 
 def render_html(result, titles=None):
     """A complete HTML document; cells are escaped here, never trusted."""
+    result = redacted(result)
     titles = titles or {}
     findings = result.get('findings') or []
     body = ['<h1>%s</h1>' % esc(TITLE)]

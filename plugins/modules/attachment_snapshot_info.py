@@ -204,6 +204,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError, StackmenderError
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import canonical_uuid
 
@@ -366,7 +367,7 @@ class AttachmentSnapshot(object):
     def __init__(self):
         self.module = AnsibleModule(
             argument_spec=dict(
-                cloud=dict(type='raw'),
+                cloud=dict(type='raw', no_log=True),
                 compute_hosts=dict(type='list', elements='str', default=[]),
                 servers=dict(type='list', elements='str', default=[]),
                 compare_to=dict(type='dict'),
@@ -375,7 +376,8 @@ class AttachmentSnapshot(object):
             supports_check_mode=True,
         )
         self.params = self.module.params
-        self.module.no_log_values.update(api.secret_values(self.params.get('cloud')))
+        # no_log registered every leaf of cloud: keep its credentials only (see redaction.register_option_secrets).
+        redaction.register_option_secrets(self.module, (), 'cloud')
         self.conn = None
 
     def run(self):
@@ -405,6 +407,9 @@ class AttachmentSnapshot(object):
                     len(comparison['intact']), len(recorded['relations']), len(comparison['broken']),
                     len(comparison['unrepairable']), summary)
             result['msg'] = summary
+            if not self.params['iscsi_credentials']:
+                # Asked for, the CHAP secrets are the point of the result (the docs require no_log then).
+                result = redaction.redact(result)
             self.module.exit_json(**result)
         except StackmenderError as error:
             self.module.fail_json(msg=error.msg, **error.details)

@@ -457,13 +457,15 @@ class CinderVolumeState(RemediationModule):
             attached = [row for row in attachments.get(volume_id, []) if row['attach_status'] == 'attached']
             if volume['attach_status'] == 'attached' or attached:
                 plan.refuse('volume_attached', 'volume %s is still attached' % volume_id,
-                            [dict(id=volume_id, attach_status=volume['attach_status'])] + attached)
+                            [dict(id=volume_id, attach_status=volume['attach_status'])]
+                            + cinder.evidence('volume_attachment', attached))
             if bdms.get(volume_id):
                 plan.refuse('nova_bdm_live', 'Nova still has a live block device mapping for volume %s' % volume_id,
                             bdms[volume_id])
             if snapshots.get(volume_id):
                 plan.refuse('volume_has_snapshots', 'volume %s has %d live snapshot(s)'
-                            % (volume_id, len(snapshots[volume_id])), snapshots[volume_id])
+                            % (volume_id, len(snapshots[volume_id])),
+                            cinder.evidence('snapshots', snapshots[volume_id]))
             if volume['group_id'] or volume['consistencygroup_id']:
                 plan.refuse('volume_in_group', 'volume %s belongs to a group; remove it from the group first' % volume_id,
                             [dict(id=volume_id, group_id=volume['group_id'],

@@ -309,6 +309,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.stackmender.openstack.plugins.module_utils import audit as auditing
 from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils import remediation
 from ansible_collections.stackmender.openstack.plugins.module_utils import report
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError, StackmenderError
@@ -378,13 +379,14 @@ def run(module):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    remediation.register_secrets(module)
     if not db.HAS_PYMYSQL:
         module.fail_json(msg=missing_required_lib('PyMySQL'), exception=str(db.PYMYSQL_IMPORT_ERROR))
     try:
         result = run(module)
     except StackmenderError as error:
-        module.fail_json(msg=error.msg, **error.details)
-    module.exit_json(changed=False, **result)
+        module.fail_json(msg=error.msg, **redaction.redact(error.details))
+    module.exit_json(changed=False, **redaction.redact(result))
 
 
 if __name__ == '__main__':

@@ -86,11 +86,15 @@ plan:
   type: list
   elements: dict
 before:
-  description: Per database option and C(table/id), the fields as they are now.
+  description:
+    - Per database option and C(table/id), the fields as they are now.
+    - A column that can hold a secret (C(connection_info), C(connector), C(provider_auth), C(user_data), the
+      instance password metadata, cell URLs) shows a stand-in with its length and a short hash, never its value;
+      the journal keeps the value.
   returned: success
   type: dict
 after:
-  description: The same fields as the journal recorded them before the original run.
+  description: The same fields as the journal recorded them before the original run, secrets redacted as in RV(before).
   returned: success
   type: dict
 diff:
@@ -111,7 +115,9 @@ forced_guards:
   type: list
   elements: dict
 guards:
-  description: On refusal, the rows that changed since the original run, with their values.
+  description:
+    - On refusal, the rows that changed since the original run. The evidence names the row, the columns that
+      differ, and for each its value as written by the run and now, secrets redacted as in RV(before).
   returned: failure by a guard
   type: list
   elements: dict
@@ -157,6 +163,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.plan import 
     UPDATE,
     RowChange,
 )
+from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
 
 
@@ -215,6 +222,19 @@ def with_per_row_values(changes):
                                expect=change.expect, note=change.note, per_row=per_row)
         rebuilt.append(change)
     return rebuilt
+
+
+def differences(label, table, written, live):
+    """Evidence of a row that no longer holds what the run left: only the columns that differ, redacted.
+
+    Each side is redacted as a whole row (a metadata ``value`` is secret by its ``key``), then cut
+    down to the differing columns; a secret column shows its stand-in, so a change still shows.
+    """
+    columns = sorted(column for column in written if live.get(column) != written[column])
+    was = redaction.redact_row(dict(live, **written), table)
+    now = redaction.redact_row(live, table)
+    return dict(row=label, columns=columns, written=dict((column, was.get(column)) for column in columns),
+                now=dict((column, now.get(column)) for column in columns))
 
 
 class JournalUndo(RemediationModule):
@@ -313,7 +333,7 @@ class JournalUndo(RemediationModule):
                 return
             if now != entry['after']:
                 plan.refuse('row_changed_since', '%s changed since the run' % label,
-                            [dict(row=label, written=entry['after'], now=now)])
+                            [differences(label, table, entry['after'], live)])
             plan.change(entry['database'], table, key, before=now, after=entry['before'], note='restore the before-image')
         elif entry['action'] == DELETE:
             if live is None:
@@ -323,7 +343,7 @@ class JournalUndo(RemediationModule):
                 plan.note('%s is already back' % label)
             else:
                 plan.refuse('row_recreated', '%s was deleted by the run and exists again with other values' % label,
-                            [dict(row=label, now=live)])
+                            [differences(label, table, entry.get('row') or entry['before'], live)])
         elif entry['action'] == INSERT:
             if live is None:
                 plan.note('%s is already gone' % label)
@@ -331,7 +351,7 @@ class JournalUndo(RemediationModule):
                 plan.change(entry['database'], table, key, action=DELETE, before=live, note='remove the inserted row')
             else:
                 plan.refuse('row_changed_since', '%s changed since the run inserted it' % label,
-                            [dict(row=label, written=entry['after'], now=live)])
+                            [differences(label, table, entry['after'], live)])
 
     def describe(self, plan):
         text = '%d row(s) to restore from %s' % (len(plan.changes), self.params['journal'])

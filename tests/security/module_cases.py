@@ -55,6 +55,13 @@ class CaseContext:
     dbs: typing.Any
     ansible: typing.Any
     journal_dir: str
+    # Called after each scenario is built and before a builder applies a module to it (the canary
+    # sweep plants its canaries there, so the journals the builders make hold them too).
+    after_build: typing.Optional[typing.Callable[[], None]] = None
+
+    def built(self):
+        if self.after_build is not None:
+            self.after_build()
 
     def admin_args(self, *logicals):
         return dict((LOGICAL_OPTIONS[logical], self.dbs.url(logical)) for logical in logicals)
@@ -242,6 +249,7 @@ def refuse_nova_bdm_purge(ctx):
 def _journal_of(ctx, case):
     """Apply ``case`` with administrator options; returns (journal path, its scenario)."""
     scenario = case.build(ctx)
+    ctx.built()
     applied = ctx.ansible(case.module, dict(scenario.args, journal_dir=ctx.journal_dir,
                                             **ctx.admin_args(*scenario.databases)))
     assert not applied.failed and applied.changed, applied

@@ -45,7 +45,7 @@ def test_every_cell_of_nova_api_is_read_and_the_view_is_complete():
     assert [cell.option for cell in found] == ['nova:cell0', 'nova:cell1', 'nova:cell2']
     assert [cell.option for cell in found.with_hosts()] == ['nova:cell1', 'nova:cell2']
     assert found.by_uuid[CELL2].target.database == 'nova_cell2'
-    assert registered == ['s3cret'] * 3
+    assert set(registered) == {'s3cret'}
 
 
 def test_nova_db_alone_is_a_partial_view():
