@@ -476,16 +476,19 @@ class RemediationModule(object):
                 plan = self.plan_db()
             result = dict(changed=False, method=method, method_reason=reason, plan=[], before={}, after={},
                           journal=None, force=self.params['force'])
-            self._check_blind_spots(plan, result)
             if plan.guards:
                 guards = [guard.to_result() for guard in plan.guards]
                 if not self.params['force']:
+                    details = dict(guards=guards)
+                    if plan.blind_spots:
+                        details['unverified_guards'] = [spot.to_result() for spot in plan.blind_spots]
                     raise GuardRefusal('refused: %s. Nothing was changed; fix the cause, or set force '
                                        'with a force_reason if you have verified it is safe'
-                                       % '; '.join(guard.message for guard in plan.guards), guards=guards)
+                                       % '; '.join(guard.message for guard in plan.guards), **details)
                 result['forced_guards'] = guards
                 for guard in plan.guards:
                     plan.warn('guard overridden by force (%s): %s' % (self.params.get('force_reason'), guard.message))
+            self._check_blind_spots(plan, result)
             if method == 'api':
                 result['plan'] = [call.describe() for call in plan.calls]
                 result['before'], result['after'] = describe_calls(plan.calls)
