@@ -154,10 +154,11 @@ class Plan(object):
 
         The run refuses, naming the option, unless the operator accepts the blind spot with
         accept_unverified and an unverified_reason (recorded in the result and the journal).
-        One entry per guard and option: the message says what it could not see.
+        One entry per guard and option: a later call's message, which can name more rows, replaces the earlier.
         """
         for spot in self.blind_spots:
             if (spot.name, spot.missing_option) == (guard_name, missing_option):
+                spot.message = message
                 return
         self.blind_spots.append(BlindSpot(guard_name, missing_option, message))
 

@@ -113,3 +113,38 @@ def test_a_timed_out_server_is_named_without_its_password():
     assert 'db.example.org:3307' in message and 'did not answer in time' in message and 's3cret' not in message
     message = db.describe_error(target, Lost(2003, "Can't connect to MySQL server on 'db.example.org' (timed out)"))
     assert 'db.example.org:3307' in message and 'timed out' in message and 's3cret' not in message
+
+
+class FakeSession(object):
+    def __init__(self, timeout):
+        self.timeout = timeout
+
+
+class FakeSdk(object):
+    """openstacksdk's connect(): records its arguments; the session carries the cloud's api_timeout."""
+
+    def __init__(self, cloud_timeout=None):
+        self.cloud_timeout = cloud_timeout
+        self.kwargs = None
+
+    def connect(self, **kwargs):
+        self.kwargs = kwargs
+        timeout = kwargs.get('api_timeout', self.cloud_timeout)
+        connection = type('Connection', (), {})()
+        connection.session = FakeSession(None if timeout is None else float(timeout))
+        connection.authorize = lambda: None
+        return connection
+
+
+@pytest.mark.parametrize('api_timeout, cloud_timeout, passed, effective', [
+    (None, None, {}, 60.0),           # neither the option nor clouds.yaml: bounded by the default
+    (None, 15, {}, 15.0),             # clouds.yaml's own api_timeout is kept
+    (5, 15, {'api_timeout': 5}, 5.0),  # the option wins, as in openstack.cloud
+])
+def test_api_requests_are_always_bounded(monkeypatch, api_timeout, cloud_timeout, passed, effective):
+    fake = FakeSdk(cloud_timeout)
+    monkeypatch.setattr(api, 'HAS_OPENSTACKSDK', True)
+    monkeypatch.setattr(api, 'sdk', lambda: fake)
+    connection = api.connect('production', api_timeout)
+    assert fake.kwargs == dict(passed, cloud='production')
+    assert connection.session.timeout == effective
