@@ -513,7 +513,12 @@ class RemediationModule(object):
                 self._finish(result, plan)
             if method == 'api':
                 result['calls'] = api.run_calls(plan.calls)
-                self.verify_api(plan)
+                try:
+                    self.verify_api(plan)
+                except StackmenderError as error:
+                    # Every call was done; what did not take shows in the message.
+                    error.details.setdefault('calls', result['calls'])
+                    raise
             else:
                 self._apply_db(plan, result)
             result['msg'] = '%s, applied' % self.describe(plan)
