@@ -28,7 +28,7 @@ options:
       - Go ahead when a guard cannot look because its evidence source was not given, for example
         O(cinder_db) for a guard that checks Cinder's attachments. Without it such a run is refused,
         nothing is changed, and the refusal names the option that would let the guard look.
-      - Each guard accepted this way is returned in RV(unverified_guards) and recorded in the
+      - Each guard accepted this way is returned in C(unverified_guards) and recorded in the
         journal with O(unverified_reason). Unlike O(force), it lifts no guard that looked and
         found a problem.
     type: bool

@@ -42,7 +42,7 @@ description:
     allocations (its consumer is the migration uuid) become the instance's again and replace what the
     instance held. This is Nova's C(revert_allocation_for_migration), which moves the allocations of the
     migration's consumer to the instance's. An instance without a placement consumer gets one, as
-    placement creates it for that move: with the migration consumer's project and user, generation 1.
+    placement creates it for that move, with the migration consumer's project and user and generation 1.
     When the instance is on the destination, the migration's allocations are deleted.
     An evacuation holds both hosts under the instance, so the claim on the host it is not on is deleted.
     Consumers left without allocations are deleted, and the touched consumers and providers get their

@@ -85,8 +85,8 @@ def test_a_hung_api_fails_within_api_timeout_naming_the_endpoint(ansible, hung_s
 
 @pytest.mark.newest_release
 @pytest.mark.parametrize('lock_timeout', [0, -1])
-def test_a_lock_timeout_that_is_not_positive_is_refused_and_nothing_changes(ansible, dbs, cloud, journal_dir,
-                                                                           lock_timeout):
+def test_a_lock_timeout_that_is_not_positive_is_refused_and_nothing_changes(
+        ansible, dbs, cloud, journal_dir, lock_timeout):
     volume = cloud.volume(status='detaching')
     before = snapshot(dbs, CINDER_TABLES)
     result = ansible('cinder_volume_state', db_args(dbs, 'cinder', volume=volume, status='error',
