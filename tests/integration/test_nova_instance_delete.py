@@ -140,7 +140,8 @@ def test_full_cycle_soft_deletes_the_instance_like_nova_with_placement_and_cinde
     # The undo of run_full_cycle put them back.
     assert tags(dbs, instance, bystander) == tagged
     journal = load_journal(applied['journal'])
-    assert sorted(entry['key']['tag'] for entry in journal['entries'] if entry['table'] == 'tags') == ['db-tier', 'prod']
+    journaled = [entry['key']['tag'] for entry in journal['entries'] if entry['table'] == 'tags']
+    assert sorted(journaled) == ['db-tier', 'prod']
     assert ('nova_api_db', 'instance_mappings', 'update') in steps
     assert steps.index(('placement_db', 'allocations', 'delete')) < steps.index(('placement_db', 'consumers', 'delete'))
     assert not [step for step in steps if step[1] in ('instance_actions', 'request_specs', 'resource_providers')]

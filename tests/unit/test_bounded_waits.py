@@ -37,7 +37,8 @@ def test_every_call_done_is_reported_in_order():
     assert recorder.ran == ['DELETE /attachments/a1', 'DELETE /attachments/a2']
     assert [(entry['call'], entry['outcome']) for entry in outcomes] == [
         ('DELETE /attachments/a1', 'done'), ('DELETE /attachments/a2', 'done')]
-    assert outcomes[0]['microversion'] == '3.27' and outcomes[0]['arguments'] == {'attachment_id': 'DELETE /attachments/a1'}
+    assert outcomes[0]['microversion'] == '3.27'
+    assert outcomes[0]['arguments'] == {'attachment_id': 'DELETE /attachments/a1'}
 
 
 def test_a_failure_midway_names_the_calls_done_failed_and_not_run():
