@@ -58,6 +58,15 @@ options:
         from the start of the run; names, regions and domains stay readable.
     type: raw
     version_added: 0.1.0
+  api_timeout:
+    description:
+      - How long should the socket layer wait before timing out for API calls (seconds), as in
+        the openstack.cloud collection.
+      - If this is omitted, the cloud's own C(api_timeout) from C(clouds.yaml) applies, and when
+        that is not set either, 60 seconds. A service that accepts the connection and never answers
+        then fails the task with a message naming its URL, instead of holding it forever.
+    type: int
+    version_added: 1.1.0
   method:
     description:
       - How to make the change. V(api) uses the OpenStack APIs. V(db) changes the service
@@ -72,7 +81,11 @@ options:
   lock_timeout:
     description:
       - Seconds to wait for row locks held by another transaction before failing cleanly,
-        with nothing changed.
+        with nothing changed. A positive number; V(0) or less is refused.
+      - Every other wait on a database is bounded too. Connecting, and the server's greeting, may
+        take 10 seconds. A statement's answer may take O(lock_timeout) plus 300 seconds, so a lock
+        wait still ends as a lock wait. A server that accepts the connection and never answers
+        fails the task with a message naming the server (never its password).
     type: int
     default: 30
     version_added: 0.1.0

@@ -23,6 +23,23 @@ options:
       - Why the guards may be overridden (a ticket, what was verified). Required with O(force).
     type: str
     version_added: 0.1.0
+  accept_unverified:
+    description:
+      - Go ahead when a guard cannot look because its evidence source was not given, for example
+        O(cinder_db) for a guard that checks Cinder's attachments. Without it such a run is refused,
+        nothing is changed, and the refusal names the option that would let the guard look.
+      - Each guard accepted this way is returned in C(unverified_guards) and recorded in the
+        journal with O(unverified_reason). Unlike O(force), it lifts no guard that looked and
+        found a problem.
+    type: bool
+    default: false
+    version_added: 1.1.0
+  unverified_reason:
+    description:
+      - Why the run may go ahead without the guards that cannot look (what was checked by hand).
+        Required with O(accept_unverified).
+    type: str
+    version_added: 1.1.0
   journal_dir:
     description:
       - Directory for the journal files of before-images, one per run that writes.

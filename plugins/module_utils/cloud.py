@@ -70,25 +70,51 @@ def secret_values(cloud):
     return found
 
 
-def connect(cloud):
-    """An openstacksdk connection for a clouds.yaml name, a dict, or the single configured cloud."""
+# Seconds an API request may wait for the socket when neither api_timeout nor clouds.yaml sets a timeout:
+# without one, a service that accepts the connection and never answers holds the task forever.
+DEFAULT_API_TIMEOUT = 60
+
+
+def connect(cloud, api_timeout=None):
+    """An openstacksdk connection for a clouds.yaml name, a dict, or the single configured cloud.
+
+    ``api_timeout`` (seconds) bounds every request, as the option of openstack.cloud does; when
+    it is None, the cloud's own ``api_timeout`` applies, else :data:`DEFAULT_API_TIMEOUT`.
+    """
     if not HAS_OPENSTACKSDK:
         raise ApiError('openstacksdk is required for the API path')
+    if api_timeout is not None and api_timeout <= 0:
+        raise InputError('api_timeout must be a positive number of seconds, got %s' % api_timeout)
+    settings = {} if api_timeout is None else dict(api_timeout=api_timeout)
     try:
         if cloud is None:
-            connection = sdk().connect()
+            connection = sdk().connect(**settings)
         elif isinstance(cloud, str):
-            connection = sdk().connect(cloud=cloud)
+            connection = sdk().connect(cloud=cloud, **settings)
         elif isinstance(cloud, dict):
-            connection = sdk().connect(**cloud)
+            connection = sdk().connect(**dict(cloud, **settings))
         else:
             raise InputError('cloud must be a clouds.yaml name or a dict of connection settings')
+        session = getattr(connection, 'session', None)
+        if session is not None and getattr(session, 'timeout', None) is None:
+            # keystoneauth passes the session's timeout to every request that sets none.
+            session.timeout = float(DEFAULT_API_TIMEOUT)
         connection.authorize()
     except InputError:
         raise
     except Exception as error:  # openstacksdk's and keystoneauth's own errors (e.g. no auth_url configured)
         raise ApiError('cannot connect to the cloud: %s' % _first_line(error))
     return connection
+
+
+def _is_transport_error(error):
+    """keystoneauth's errors of the connection itself (timeout, refused, reset): not openstacksdk's."""
+    try:
+        from keystoneauth1 import exceptions as ks_exceptions
+    except ImportError:
+        return False
+    return isinstance(error, (ks_exceptions.ConnectFailure, ks_exceptions.ConnectTimeout,
+                              ks_exceptions.UnknownConnectionError))
 
 
 def negotiated_microversion(proxy, client_maximum):
@@ -151,4 +177,45 @@ class ApiCall(object):
         except Exception as error:  # openstacksdk raises its own hierarchy; keep the body
             if HAS_OPENSTACKSDK and isinstance(error, sdk().exceptions.SDKException):
                 raise translate(error, '%s %s on %s' % (self.service, self.call, self.resource))
+            if _is_transport_error(error):  # a timeout or a lost connection: the request's URL names the server
+                raise ApiError('%s %s on %s failed: %s' % (self.service, self.call, self.resource, _first_line(error)))
             raise
+
+
+DONE = 'done'
+FAILED = 'failed'
+NOT_RUN = 'not run'
+
+
+def run_calls(calls):
+    """Execute planned calls in order; a failure says which calls were done, which failed, which never ran.
+
+    The ApiError raised carries ``calls``: every call of the plan (as in the result's ``plan``)
+    with its ``outcome`` (done, failed or not run), so the operator knows what the cloud
+    already holds. Returns the same list when every call was done.
+    """
+    outcomes = [NOT_RUN] * len(calls)
+    for index, call in enumerate(calls):
+        try:
+            call.execute()
+        except ApiError as error:
+            outcomes[index] = FAILED
+            error.details['calls'] = _call_outcomes(calls, outcomes)
+            if len(calls) > 1:
+                done = [_call_name(calls[number]) for number, outcome in enumerate(outcomes) if outcome == DONE]
+                skipped = [_call_name(calls[number]) for number, outcome in enumerate(outcomes) if outcome == NOT_RUN]
+                error.msg = ('%s. API call %d of %d failed; done before it: %s; not run: %s. The calls done are not '
+                             'undone: re-run this task to plan again from the current state'
+                             % (error.msg, index + 1, len(calls), ', '.join(done) or 'none',
+                                ', '.join(skipped) or 'none'))
+            raise
+        outcomes[index] = DONE
+    return _call_outcomes(calls, outcomes)
+
+
+def _call_name(call):
+    return '%s %s' % (call.service, call.call)
+
+
+def _call_outcomes(calls, outcomes):
+    return [dict(call.describe(), outcome=outcome) for call, outcome in zip(calls, outcomes)]

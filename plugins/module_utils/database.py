@@ -211,12 +211,18 @@ def describe_error(target, error):
     if code == _UNKNOWN_DATABASE:
         return 'database %s does not exist on %s' % (target.database, where)
     if code in _CANNOT_CONNECT:
+        if 'timed out' in str(error):
+            return ('cannot connect to the database server of %s: it did not answer in time (timed out); '
+                    'is it running and reachable?' % where)
         return 'cannot connect to the database server of %s: is it running and reachable?' % where
     if code == _LOCK_WAIT_TIMEOUT:
         return ('rows in %s are locked by another transaction; gave up after lock_timeout. '
                 'Nothing was changed; retry when the other writer is done' % where)
     if code == _DEADLOCK:
         return 'deadlock detected in %s; the transaction was rolled back, nothing was changed' % where
+    if code in _CONNECTION_LOST and 'timed out' in str(error):
+        return ('the database server of %s did not answer in time (timed out); its transaction was rolled back'
+                % where)
     if code in _CONNECTION_LOST or code in _QUERY_INTERRUPTED:
         return 'the connection to %s was lost or killed mid-transaction; the transaction was rolled back' % where
     text = str(error.args[1]) if len(getattr(error, 'args', ())) > 1 else str(error)
@@ -225,13 +231,31 @@ def describe_error(target, error):
     return 'database error on %s: %s' % (where, text)
 
 
+# Seconds a statement may run beyond lock_timeout before its socket read gives up: a lock wait ends
+# first as the server's own lock wait timeout, and a hung server still fails the run.
+READ_TIMEOUT_MARGIN = 300
+# Seconds a write to the server's socket may block (the server stopped reading).
+WRITE_TIMEOUT = 120
+
+
 class Session(object):
-    """One connection to one service database, used for one transaction."""
+    """One connection to one service database, used for one transaction.
+
+    Every wait is bounded: ``connect_timeout`` for the TCP connection and the server's
+    greeting, ``lock_timeout`` for row and metadata locks (the server's own timeouts),
+    ``lock_timeout + READ_TIMEOUT_MARGIN`` for any statement's answer and
+    ``WRITE_TIMEOUT`` for sending one. A server that accepts and never answers fails
+    the run with a message naming it.
+    """
 
     def __init__(self, target, lock_timeout=30, connect_timeout=10, lock_rows=False):
         self.target = target
-        self.lock_timeout = int(lock_timeout)
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or lock_timeout <= 0:
+            raise InputError('lock_timeout must be a positive number of seconds, got %r' % (lock_timeout,))
+        self.lock_timeout = int(lock_timeout) or 1
         self.connect_timeout = connect_timeout
+        self.read_timeout = self.lock_timeout + READ_TIMEOUT_MARGIN
+        self.write_timeout = WRITE_TIMEOUT
         # Reads asked to lock (query(..., lock=True)) take row locks held until commit or rollback.
         self.lock_rows = lock_rows
         self.connection = None
@@ -240,8 +264,10 @@ class Session(object):
         if not HAS_PYMYSQL:
             raise DatabaseError('PyMySQL is required for the database path')
         target = self.target
+        # The greeting is read with the read timeout: until connected, that is connect_timeout.
         kwargs = dict(user=target.user, password=target.password or '', database=target.database,
                       charset=target.charset or 'utf8', connect_timeout=self.connect_timeout,
+                      read_timeout=self.connect_timeout, write_timeout=self.connect_timeout,
                       autocommit=False, cursorclass=pymysql.cursors.DictCursor)
         if target.unix_socket:
             kwargs['unix_socket'] = target.unix_socket
@@ -252,6 +278,9 @@ class Session(object):
             kwargs['ssl'] = dict(target.ssl)
         try:
             self.connection = pymysql.connect(**kwargs)
+            # PyMySQL reads these before every read and write (it has no public setter).
+            self.connection._read_timeout = self.read_timeout
+            self.connection._write_timeout = self.write_timeout
             with self.connection.cursor() as cursor:
                 # Bounded waits for row locks; the module fails cleanly instead of hanging.
                 cursor.execute('SET SESSION innodb_lock_wait_timeout = %s', (self.lock_timeout,))

@@ -24,10 +24,8 @@ The knowledge here follows Nova's own code of the supported releases:
   ``nova-manage db archive_deleted_rows`` also deletes the API records of an
   archived instance: its mapping, request spec and server group membership.
 
-``tags`` (hard-deleted by ``instance_destroy``) are not in the lists: their key
-is the pair (resource_id, tag) and the plan executor addresses a row by one
-column. A tag row left behind is inert: nothing reads the tags of a deleted
-instance and they hold no resource.
+- ``instance_destroy`` also deletes the instance's ``tags`` (no ``deleted``
+  column either). Their key is the pair (resource_id, tag): see ``TAG_TABLE``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -54,6 +52,10 @@ CHILD_TABLES = (
 HARD_DELETED_TABLES = (
     ('console_auth_tokens', 'instance_uuid'),
 )
+
+# The table of instance tags, the column naming the instance and its key (two columns, no id):
+# instance_destroy deletes the rows.
+TAG_TABLE = ('tags', 'resource_id', ('resource_id', 'tag'))
 
 # Kept by a soft delete, deleted by a hard one (events first: they reference their action).
 ACTION_TABLES = ('instance_actions_events', 'instance_actions')
@@ -94,6 +96,7 @@ def require_cell_schema(schema, purge):
     schema.require('migrations', ('status', 'source_compute', 'dest_compute'), purpose='find unfinished migrations')
     for table, column in HARD_DELETED_TABLES:
         schema.require(table, ('id', column), purpose=purpose)
+    schema.require(TAG_TABLE[0], TAG_TABLE[2], purpose=purpose)
     if purge:
         schema.require('instance_actions', ('id', 'instance_uuid'), purpose='purge the instance actions')
         schema.require('instance_actions_events', ('id', 'action_id'), purpose='purge the instance action events')
@@ -104,14 +107,15 @@ def shown(row):
     return dict((column, row[column]) for column in SHOWN_COLUMNS if column in row)
 
 
-def rows_of(session, table, column, uuids, live_only=True, columns='*'):
-    """Rows of ``table`` whose ``column`` names one of the instances, in id order."""
+def rows_of(session, table, column, uuids, live_only=True, columns='*', order=('id',)):
+    """Rows of ``table`` whose ``column`` names one of the instances, in ``order`` (by default id order)."""
     found = []
     where = ' AND deleted = 0' if live_only else ''
     for chunk in chunks(sorted(uuids)):
-        found.extend(session.query('SELECT %s FROM %s WHERE %s IN (%s)%s ORDER BY id'
+        found.extend(session.query('SELECT %s FROM %s WHERE %s IN (%s)%s ORDER BY %s'
                                    % (columns, quote_identifier(table), quote_identifier(column),
-                                      placeholders(len(chunk)), where), chunk))
+                                      placeholders(len(chunk)), where,
+                                      ', '.join(quote_identifier(part) for part in order)), chunk))
     return found
 
 

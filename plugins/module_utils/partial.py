@@ -66,38 +66,40 @@ def comparable(value):
     return value.lower() if isinstance(value, str) else value
 
 
-def row_identity(option, table, key_column, key_value):
-    return (option, table, key_column, comparable(key_value))
+def row_identity(option, table, key):
+    """A journaled row by its whole key (one column, or several as in Nova's tags)."""
+    return (option, table, tuple(key), tuple(comparable(value) for value in key.values()))
 
 
 def read_live_rows(sessions, entries):
     """The current row of every journaled key, a few hundred keys per SELECT.
 
-    Returns {row_identity: normalized row}; a key with no row is absent.
+    Rows are read by the first column of their key; a key of several columns then tells them
+    apart. Returns {row_identity: normalized row}; a key with no row is absent.
     """
     wanted = {}
     for entry in entries:
-        key_column, key_value = list(entry['key'].items())[0]
-        keys = wanted.setdefault((entry['database'], entry['table'], key_column), {})
+        key_value = list(entry['key'].values())[0]
+        keys = wanted.setdefault((entry['database'], entry['table'], tuple(entry['key'])), {})
         keys.setdefault(comparable(key_value), sql_value(key_value))
     live = {}
-    for (option, table, key_column), keys in wanted.items():
+    for (option, table, key_columns), keys in wanted.items():
         values = list(keys.values())
         for chunk in chunks(values, READ_CHUNK):
             rows = sessions[option].query('SELECT * FROM %s WHERE %s IN (%s)' % (
-                quote_identifier(table), quote_identifier(key_column), placeholders(len(chunk))), chunk)
+                quote_identifier(table), quote_identifier(key_columns[0]), placeholders(len(chunk))), chunk)
             for row in rows:
-                live[row_identity(option, table, key_column, row[key_column])] = normalize_row(row)
+                identity = row_identity(option, table, dict((column, row[column]) for column in key_columns))
+                live[identity] = normalize_row(row)
     return live
 
 
 def live_row(live_rows, entry):
-    key_column, key_value = list(entry['key'].items())[0]
-    return live_rows.get(row_identity(entry['database'], entry['table'], key_column, key_value))
+    return live_rows.get(row_identity(entry['database'], entry['table'], entry['key']))
 
 
 def entry_label(entry):
-    return '%s/%s' % (entry['table'], list(entry['key'].values())[0])
+    return '%s/%s' % (entry['table'], ','.join(str(value) for value in entry['key'].values()))
 
 
 def _differences(expected, live):
@@ -156,8 +158,7 @@ def rows_of(entries):
     first entry's before-image, and holds the last entry's after-image."""
     first, last, order = {}, {}, []
     for entry in entries:
-        key_column, key_value = list(entry['key'].items())[0]
-        identity = row_identity(entry['database'], entry['table'], key_column, key_value)
+        identity = row_identity(entry['database'], entry['table'], entry['key'])
         if identity not in first:
             first[identity] = entry
             order.append(identity)

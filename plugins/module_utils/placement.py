@@ -16,7 +16,7 @@ report client, which sends the generations it last saw, sees the change.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE
+from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, INSERT
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
 
 ALLOCATION_COLUMNS = ('id', 'resource_provider_id', 'consumer_id', 'resource_class_id', 'used', 'updated_at')
@@ -171,6 +171,24 @@ class AllocationMove(object):
         for row in kept:
             self.emptied_consumers.discard(row['consumer_id'])
         return moved, dropped, kept
+
+    def create_consumer(self, uuid, like):
+        """Plan the consumer row placement creates when allocations move to a consumer it does not know.
+
+        Nova's ``move_allocations`` posts them (microversion 1.28) with the source consumer's project and
+        user and a null generation for the target: placement's ``ensure_consumer`` then creates the
+        consumer (generation 0, no consumer type before 1.38) and the write bumps it once, to 1.
+        ``like`` is the source consumer's row; the new row is keyed by its uuid, so its undo deletes it.
+        The caller must move allocations to it: finish() bumps no generation of a consumer it creates.
+        """
+        rows = self.session.query('SELECT project_id, user_id FROM consumers WHERE id = %s', (like['id'],))
+        if not rows:
+            return False
+        after = dict(uuid=uuid, project_id=rows[0]['project_id'], user_id=rows[0]['user_id'], generation=1,
+                     created_at=self.stamp, updated_at=self.stamp)
+        self.changes.append(dict(table='consumers', key={'uuid': uuid}, action=INSERT, before=None, after=after,
+                                 note='the consumer placement creates for allocations moved to a new consumer'))
+        return True
 
     def drop(self, row, why):
         """Plan the deletion of one allocation row, and the bumps it implies."""

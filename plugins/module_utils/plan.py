@@ -150,6 +150,8 @@ class RowChange(object):
         self.database = database
         self.table = table
         self.key = dict(key)
+        if len(self.key) > 1 and action == UPDATE:
+            raise ValueError('a key of several columns (a table such as tags) applies to deletes and inserts only')
         self.action = action
         self.before = normalize_row(before or {})
         self.after = normalize_row(after or {})
@@ -167,14 +169,17 @@ class RowChange(object):
 
     @property
     def key_column(self):
-        return next(iter(self.key))
+        """The key's column, or a tuple of them for a key of several columns."""
+        return next(iter(self.key)) if len(self.key) == 1 else tuple(self.key)
 
     @property
     def key_value(self):
-        return next(iter(self.key.values()))
+        """The key's value, or a tuple of them for a key of several columns."""
+        return next(iter(self.key.values())) if len(self.key) == 1 else tuple(self.key.values())
 
     def label(self):
-        return '%s/%s' % (self.table, self.key_value)
+        value = self.key_value
+        return '%s/%s' % (self.table, ','.join(str(part) for part in value) if isinstance(value, tuple) else value)
 
     def signature(self):
         """Changes with equal signatures run as one statement (computed once: a plan is not changed)."""
@@ -277,8 +282,8 @@ class StatementGroup(object):
     def statement(self, count):
         """The statement for ``count`` rows of this group (a scoped group's is the same for any count)."""
         table = quote_identifier(self.table)
-        key = quote_identifier(self.key_column)
         if self.action == UPDATE:
+            key = quote_identifier(self.key_column)
             first = self.changes[0]
             assignments = []
             for column in sorted(first.after):
@@ -294,7 +299,7 @@ class StatementGroup(object):
                      else '%s IN (%s)' % (key, placeholders(count)))
             return 'UPDATE %s SET %s WHERE %s' % (table, ', '.join(assignments), where)
         if self.action == DELETE:
-            return 'DELETE FROM %s WHERE %s IN (%s)' % (table, key, placeholders(count))
+            return 'DELETE FROM %s WHERE %s' % (table, key_condition(self.key_column, count))
         columns = sorted(self.changes[0].after)
         row = '(%s)' % placeholders(len(columns))
         return 'INSERT INTO %s (%s) VALUES %s' % (
@@ -337,13 +342,43 @@ class StatementGroup(object):
         else:
             entry = dict(kind='sql', database=self.database, table=self.table, action=self.action,
                          statement=self.statement(len(shown)),
-                         params=self.set_params(self.changes[:len(shown)], shown=True) + shown, rows=len(keys))
+                         params=self.set_params(self.changes[:len(shown)], shown=True) + key_params(shown),
+                         rows=len(keys))
         if len(keys) > SHOWN_KEYS:
             entry['keys_not_shown'] = len(keys) - SHOWN_KEYS
         notes = sorted(set(change.note for change in self.changes if change.note))
         if notes:
             entry['why'] = '; '.join(notes)
         return entry
+
+
+def key_condition(key_column, count):
+    """``key IN (...)`` for ``count`` keys; ``(a, b) IN ((...), ...)`` for a key of several columns."""
+    if isinstance(key_column, tuple):
+        row = '(%s)' % placeholders(len(key_column))
+        return '(%s) IN (%s)' % (', '.join(quote_identifier(column) for column in key_column), ', '.join([row] * count))
+    return '%s IN (%s)' % (quote_identifier(key_column), placeholders(count))
+
+
+def key_params(keys):
+    """The parameters of key_condition: the keys, those of several columns flattened."""
+    params = []
+    for key in keys:
+        if isinstance(key, tuple):
+            params.extend(key)
+        else:
+            params.append(key)
+    return params
+
+
+def normalized_key(value):
+    return tuple(normalize(part) for part in value) if isinstance(value, tuple) else normalize(value)
+
+
+def _row_key(row, key_column):
+    if isinstance(key_column, tuple):
+        return tuple(normalize(row[column]) for column in key_column)
+    return normalize(row[key_column])
 
 
 def group_changes(changes):
@@ -446,17 +481,17 @@ def _lock_and_compare(session, group, chunk, keys):
         selected = '*'  # the journal keeps the whole row, so that undo can re-insert it
     else:
         # The key and the columns the re-check compares: reading whole rows is most of the cost.
-        columns = set([group.key_column])
+        columns = set(group.key_column if isinstance(group.key_column, tuple) else [group.key_column])
         for change in chunk:
             columns.update(change.checked_values())
         selected = ', '.join(quote_identifier(column) for column in sorted(columns))
-    locked = session.query('SELECT %s FROM %s WHERE %s IN (%s) FOR UPDATE'
-                           % (selected, quote_identifier(group.table), quote_identifier(group.key_column),
-                              placeholders(len(keys))), keys)
-    by_key = dict((normalize(row[group.key_column]), row) for row in locked)
+    locked = session.query('SELECT %s FROM %s WHERE %s FOR UPDATE'
+                           % (selected, quote_identifier(group.table), key_condition(group.key_column, len(keys))),
+                           key_params(keys))
+    by_key = dict((_row_key(row, group.key_column), row) for row in locked)
     conflicts = {}
     for change in chunk:
-        problems = _mismatches(change, by_key.get(normalize(change.key_value)))
+        problems = _mismatches(change, by_key.get(normalized_key(change.key_value)))
         if problems:
             conflicts['%s.%s' % (change.database, change.label())] = problems
     if conflicts:
@@ -473,7 +508,7 @@ def _write_chunk(session, group, chunk, keys):
         for change in chunk:
             params.extend(sql_value(change.after[column]) for column in columns)
     else:
-        params = group.set_params(chunk) + keys
+        params = group.set_params(chunk) + key_params(keys)
     written = session.execute(StatementGroup(chunk).statement(len(chunk)), params)
     if written != len(chunk):
         raise PlanConflict('%s on %s touched %d row(s) where the plan expected %d; rolled back'
@@ -511,7 +546,7 @@ def execute_group(session, group, record=True):
         for change in chunk:
             # The whole row is kept only where undo must re-insert it: a row such as an
             # attachment can hold backend secrets in connection_info.
-            locked_row = by_key.get(normalize(change.key_value)) if change.action == DELETE else None
+            locked_row = by_key.get(normalized_key(change.key_value)) if change.action == DELETE else None
             entries.append(change.to_journal(locked_row))
     return entries
 

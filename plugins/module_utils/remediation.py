@@ -69,6 +69,7 @@ def connection_argument_spec():
         nova_api_db=dict(db.database_option_spec(), no_log=True),
         placement_db=dict(db.database_option_spec(), no_log=True),
         cloud=dict(type='raw', no_log=True),
+        api_timeout=dict(type='int'),
         method=dict(type='str', default='auto', choices=['auto', 'api', 'db']),
         lock_timeout=dict(type='int', default=30),
     )
@@ -85,8 +86,20 @@ def common_argument_spec():
         connection_argument_spec(),
         force=dict(type='bool', default=False),
         force_reason=dict(type='str'),
+        accept_unverified=dict(type='bool', default=False),
+        unverified_reason=dict(type='str'),
         journal_dir=dict(type='path'),
     )
+
+
+def validate_connection_options(params):
+    """Checks of the connection options every module shares; InputError before anything connects."""
+    lock_timeout = params.get('lock_timeout')
+    if lock_timeout is not None and lock_timeout <= 0:
+        raise InputError('lock_timeout must be a positive number of seconds, got %s' % lock_timeout)
+    api_timeout = params.get('api_timeout')
+    if api_timeout is not None and api_timeout <= 0:
+        raise InputError('api_timeout must be a positive number of seconds, got %s' % api_timeout)
 
 
 class Guard(object):
@@ -103,6 +116,18 @@ class Guard(object):
         return dict(guard=self.name, message=self.message, evidence=self.evidence)
 
 
+class BlindSpot(object):
+    """A guard that could not look: its evidence source was not given."""
+
+    def __init__(self, name, missing_option, message):
+        self.name = name
+        self.missing_option = missing_option
+        self.message = message
+
+    def to_result(self):
+        return dict(guard=self.name, missing_option=self.missing_option, message=self.message)
+
+
 class Plan(object):
     """What a run will do: row changes (db) or calls (api), plus what it owes."""
 
@@ -112,6 +137,8 @@ class Plan(object):
         self.changes = []
         self.calls = []
         self.guards = []
+        # Guards that could not look (see blind); the run refuses unless accept_unverified.
+        self.blind_spots = []
         self.warnings = []
         self.notes = []
         # The journal of an earlier, partly committed run of the same task that this plan finishes.
@@ -138,6 +165,19 @@ class Plan(object):
 
     def refuse(self, name, message, evidence=None):
         self.guards.append(Guard(name, message, evidence))
+
+    def blind(self, guard_name, missing_option, message):
+        """Guard ``guard_name`` cannot check its invariant because ``missing_option`` was not given.
+
+        The run refuses, naming the option, unless the operator accepts the blind spot with
+        accept_unverified and an unverified_reason (recorded in the result and the journal).
+        One entry per guard and option: a later call's message, which can name more rows, replaces the earlier.
+        """
+        for spot in self.blind_spots:
+            if (spot.name, spot.missing_option) == (guard_name, missing_option):
+                spot.message = message
+                return
+        self.blind_spots.append(BlindSpot(guard_name, missing_option, message))
 
     def warn(self, message):
         if message not in self.warnings:
@@ -194,7 +234,8 @@ class RemediationModule(object):
     def __init__(self):
         spec = common_argument_spec()
         spec.update(self.argument_spec)
-        kwargs = dict(supports_check_mode=True, required_if=[('force', True, ['force_reason'])])
+        kwargs = dict(supports_check_mode=True, required_if=[('force', True, ['force_reason']),
+                                                             ('accept_unverified', True, ['unverified_reason'])])
         for key, value in self.module_kwargs.items():
             kwargs[key] = kwargs.get(key, []) + value if isinstance(value, list) else value
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
@@ -273,7 +314,7 @@ class RemediationModule(object):
     def conn(self):
         """The openstacksdk connection (opened on first use)."""
         if self._conn is None:
-            self._conn = api.connect(self.params.get('cloud'))
+            self._conn = api.connect(self.params.get('cloud'), self.params.get('api_timeout'))
         return self._conn
 
     # ---------------------------------------------------------------- method
@@ -391,6 +432,9 @@ class RemediationModule(object):
             journal.document['forced_guards'] = [guard.to_result() for guard in plan.guards]
         if plan.resumes:
             journal.document['resumes'] = plan.resumes
+        if plan.blind_spots:
+            journal.document['unverified_guards'] = [spot.to_result() for spot in plan.blind_spots]
+            journal.document['unverified_reason'] = self.params.get('unverified_reason')
         written_options = []
         for change in plan.changes:
             if change.database not in written_options:
@@ -479,6 +523,7 @@ class RemediationModule(object):
             if not db.HAS_PYMYSQL and self.params['method'] != 'api':
                 self.module.fail_json(msg=missing_required_lib('PyMySQL'), exception=str(db.PYMYSQL_IMPORT_ERROR))
             self._parse_databases()
+            validate_connection_options(self.params)
             self.validate()
             method, reason = self.choose_method()
             if method == 'api':
@@ -496,12 +541,16 @@ class RemediationModule(object):
             if plan.guards:
                 guards = [guard.to_result() for guard in plan.guards]
                 if not self.params['force']:
+                    details = dict(guards=guards)
+                    if plan.blind_spots:
+                        details['unverified_guards'] = [spot.to_result() for spot in plan.blind_spots]
                     raise GuardRefusal('refused: %s. Nothing was changed; fix the cause, or set force '
                                        'with a force_reason if you have verified it is safe'
-                                       % '; '.join(guard.message for guard in plan.guards), guards=guards)
+                                       % '; '.join(guard.message for guard in plan.guards), **details)
                 result['forced_guards'] = guards
                 for guard in plan.guards:
                     plan.warn('guard overridden by force (%s): %s' % (self.params.get('force_reason'), guard.message))
+            self._check_blind_spots(plan, result)
             if method == 'api':
                 result['plan'] = [call.describe() for call in plan.calls]
                 result['before'], result['after'] = [redaction.redact(side) for side in describe_calls(plan.calls)]
@@ -524,9 +573,13 @@ class RemediationModule(object):
                 result['msg'] = 'check mode: %s, nothing written' % self._summary(plan)
                 self._finish(result, plan)
             if method == 'api':
-                for call in plan.calls:
-                    call.execute()
-                self.verify_api(plan)
+                result['calls'] = api.run_calls(plan.calls)
+                try:
+                    self.verify_api(plan)
+                except StackmenderError as error:
+                    # Every call was done; what did not take shows in the message.
+                    error.details.setdefault('calls', result['calls'])
+                    raise
             else:
                 self._apply_db(plan, result)
             result['msg'] = '%s, applied' % self._summary(plan)
@@ -541,6 +594,25 @@ class RemediationModule(object):
             self._close()
             translated = api.translate(error, 'an OpenStack API call')
             self.module.fail_json(msg=translated.msg, **translated.details)
+
+    def _check_blind_spots(self, plan, result):
+        """Refuse when a guard could not look, unless the operator accepted it with a reason."""
+        if not plan.blind_spots:
+            return
+        spots = [spot.to_result() for spot in plan.blind_spots]
+        if not self.params['accept_unverified']:
+            options = []
+            for spot in plan.blind_spots:
+                if spot.missing_option not in options:
+                    options.append(spot.missing_option)
+            raise GuardRefusal('refused: %s. Nothing was changed; give %s so the guard can look, or set '
+                               'accept_unverified with an unverified_reason to go ahead without it'
+                               % ('; '.join(spot.message for spot in plan.blind_spots), ' and '.join(options)),
+                               guards=spots, unverified_guards=spots)
+        result['unverified_guards'] = spots
+        for spot in plan.blind_spots:
+            plan.warn('guard not checked, accepted with accept_unverified (%s): %s'
+                      % (self.params.get('unverified_reason'), spot.message))
 
     def verify_api(self, plan):
         """Read back what the API calls changed; raise ApiError if it did not take."""

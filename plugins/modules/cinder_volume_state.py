@@ -92,8 +92,10 @@ options:
     version_added: 0.1.0
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
-  - Nova still has a live block device mapping for the volume on a live instance (checked
-    when O(nova_db) or O(nova_api_db) is given).
+  - Nova still has a live block device mapping for the volume on a live instance. The database
+    path reads it from O(nova_api_db) (or O(nova_db)); the API path asks Nova's API. Without
+    them, detaching an attached volume or deleting a volume is refused, naming the option,
+    unless O(accept_unverified) with an O(unverified_reason) accepts that Nova was not consulted.
   - The volume is mid-migration and O(migration_status) is not given.
   - V(in-use)/V(attached) is requested but no live attachment exists.
   - V(deleted) is requested for a volume that is attached, has live snapshots, belongs to a
@@ -199,6 +201,26 @@ forced_guards:
   returned: when force overrode a guard
   type: list
   elements: dict
+unverified_guards:
+  description:
+    - The guards that could not look, each with C(guard), C(missing_option) (the option that
+      would let it look) and C(message). On success they were accepted with O(accept_unverified),
+      and the journal records them with O(unverified_reason); on refusal nothing was changed.
+  returned: when a guard could not look
+  type: list
+  elements: dict
+  sample:
+    - guard: nova_bdm_live
+      missing_option: nova_api_db (or nova_db)
+      message: "Nova was not consulted, so nothing shows that no instance still uses the volume(s) to detach (6b1a...)"
+  version_added: 1.1.0
+calls:
+  description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
+    A failure midway returns it too, and its message names the calls done and those not run.
+  returned: when API calls ran
+  type: list
+  elements: dict
+  version_added: 1.1.0
 guards:
   description: On refusal, each guard that failed, its message and the evidence rows.
   returned: failure by a guard
@@ -300,6 +322,7 @@ class CinderVolumeState(RemediationModule):
         attachments = cinder.rows_by_volume(session, 'volume_attachment', ids)
         workers = cinder.volume_workers(session, ids)
         bdms = self._nova_bdms(ids, plan)
+        self._unverified = []
         self._guard_instances_not_read(plan, [volume for volume in live if self._detaches(volume)], attachments)
         stamp = now()
         retiring, detaching = [], []
@@ -313,7 +336,7 @@ class CinderVolumeState(RemediationModule):
             if volume['deleted']:
                 raise InputError('volume %s is deleted; its status can no longer be set' % volume['id'])
             if self._plan_reset(plan, volume, attachments.get(volume['id'], []), workers.get(volume['id'], []),
-                                bdms.get(volume['id'], []), stamp):
+                                None if bdms is None else bdms.get(volume['id'], []), stamp):
                 detaching.append(volume['id'])
         if detaching:
             # One read for every detached volume's attached_mode metadata, not one per volume.
@@ -341,13 +364,12 @@ class CinderVolumeState(RemediationModule):
         return [found[volume_id] for volume_id in self.volume_ids]
 
     def _nova_bdms(self, volume_ids, plan):
+        """Live Nova BDMs by volume; None when no Nova cell database was given (the guard cannot look)."""
         if not volume_ids:
             return {}
         cells = self.nova_cells()
         if not cells:
-            plan.warn('Nova was not consulted: give nova_db or nova_api_db so the module can refuse to '
-                      'detach a volume that Nova still uses')
-            return {}
+            return None
         grouped = {}
         for row in live_volume_bdms(cells, volume_ids):
             grouped.setdefault(row['volume_id'], []).append(row)
@@ -378,6 +400,13 @@ class CinderVolumeState(RemediationModule):
                          for row in rows if row['instance_uuid'] == uuid]
                 plan.refuse('instance_not_in_cells_read', '%s; Nova may still map the volume to it' % absence.explain(),
                             shown + absence.evidence)
+
+    def _nova_blind(self, plan, volume_id, doing):
+        """The nova_bdm_live guard cannot look: refuse unless the operator accepts it (see Plan.blind)."""
+        self._unverified.append(volume_id)
+        plan.blind('nova_bdm_live', 'nova_api_db (or nova_db)',
+                   'Nova was not consulted, so nothing shows that no instance still uses the volume(s) to %s (%s)'
+                   % (doing, ', '.join(self._unverified)))
 
     # ------------------------------------------------------------ planning
 
@@ -410,6 +439,8 @@ class CinderVolumeState(RemediationModule):
         if attach == 'detached' and bdms:
             plan.refuse('nova_bdm_live', 'Nova still has a live block device mapping for volume %s on instance(s) %s'
                         % (volume_id, ', '.join(sorted(set(row['instance_uuid'] for row in bdms)))), bdms)
+        if attach == 'detached' and bdms is None and (volume['attach_status'] != 'detached' or detach_rows):
+            self._nova_blind(plan, volume_id, 'detach')
         changes = {}
         for column, old, new in (('status', volume['status'], status),
                                  ('attach_status', volume['attach_status'], attach),
@@ -459,7 +490,9 @@ class CinderVolumeState(RemediationModule):
                 plan.refuse('volume_attached', 'volume %s is still attached' % volume_id,
                             [dict(id=volume_id, attach_status=volume['attach_status'])]
                             + cinder.evidence('volume_attachment', attached))
-            if bdms.get(volume_id):
+            if bdms is None:
+                self._nova_blind(plan, volume_id, 'delete')
+            elif bdms.get(volume_id):
                 plan.refuse('nova_bdm_live', 'Nova still has a live block device mapping for volume %s' % volume_id,
                             bdms[volume_id])
             if snapshots.get(volume_id):

@@ -320,9 +320,8 @@ class JournalUndo(RemediationModule):
 
     def _plan_entry(self, plan, live_rows, entry):
         table, key = entry['table'], entry['key']
-        key_column, key_value = list(key.items())[0]
-        live = live_rows.get(row_identity(entry['database'], table, key_column, key_value))
-        label = '%s/%s' % (table, key_value)
+        live = live_rows.get(row_identity(entry['database'], table, key))
+        label = '%s/%s' % (table, ','.join(str(value) for value in key.values()))
         if entry['action'] == UPDATE:
             if live is None:
                 plan.refuse('row_missing', '%s no longer exists' % label, [dict(row=label)])

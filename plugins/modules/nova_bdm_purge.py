@@ -82,8 +82,9 @@ options:
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
   - Cinder still has a live attachment (C(volume_attachment.deleted = 0)) of the volume to the
-    instance (checked when O(cinder_db) is given; otherwise the result warns that Cinder was not
-    consulted).
+    instance. The database path reads it from O(cinder_db); without it the run is refused, naming
+    the option, unless O(accept_unverified) with an O(unverified_reason) accepts that Cinder was
+    not consulted.
   - The BDM is the instance's root disk (C(boot_index = 0)).
   - A BDM whose instance lives in cell0 is never written, even with O(force). Cell0 holds
     instances that were never scheduled to a host.
@@ -204,6 +205,26 @@ forced_guards:
   returned: when force overrode a guard
   type: list
   elements: dict
+unverified_guards:
+  description:
+    - The guards that could not look, each with C(guard), C(missing_option) (the option that
+      would let it look) and C(message). On success they were accepted with O(accept_unverified),
+      and the journal records them with O(unverified_reason); on refusal nothing was changed.
+  returned: when a guard could not look
+  type: list
+  elements: dict
+  sample:
+    - guard: cinder_attachment_live
+      missing_option: cinder_db
+      message: "Cinder was not consulted, so nothing shows that Cinder no longer attaches the volume(s) of ..."
+  version_added: 1.1.0
+calls:
+  description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
+    A failure midway returns it too, and its message names the calls done and those not run.
+  returned: when API calls ran
+  type: list
+  elements: dict
+  version_added: 1.1.0
 guards:
   description: On refusal, each guard that failed, its message and the evidence rows.
   returned: failure by a guard
@@ -335,8 +356,9 @@ class NovaBdmPurge(RemediationModule):
         else:
             attachments = {}
             if bdms:
-                plan.warn('Cinder was not consulted: give cinder_db so the module can refuse to remove a block '
-                          'device mapping whose volume Cinder still attaches to the instance')
+                plan.blind('cinder_attachment_live', CINDER,
+                           'Cinder was not consulted, so nothing shows that Cinder no longer attaches the volume(s) '
+                           'of block device mapping(s) %s' % ', '.join(str(row['id']) for row in bdms))
         stamp = now()
         for row in bdms:
             pair = (row['volume_id'], row['instance_uuid'])

@@ -30,7 +30,8 @@ description:
     C(instance_destroy) does. These are C(security_group_instance_association), C(instance_info_caches),
     C(instance_metadata), C(instance_faults), C(instance_extra), C(instance_system_metadata),
     C(block_device_mapping), C(migrations), C(virtual_interfaces) and C(instance_id_mappings). Its
-    C(console_auth_tokens) are deleted. Its C(instance_actions) stay, as in Nova.
+    C(console_auth_tokens) and C(tags) are deleted, as C(instance_destroy) deletes them (the journal keeps
+    each row, so M(stackmender.openstack.journal_undo) puts them back). Its C(instance_actions) stay, as in Nova.
   - With O(nova_api_db) the instance mapping gets C(queued_for_delete=1).
   - With O(placement_db) the instance's allocations and its consumer are deleted, as placement's
     C(DELETE /allocations/{consumer}) does. That call does not change provider generations, and neither does this.
@@ -101,7 +102,6 @@ notes:
   - After the database path, the Neutron ports of the instance still exist and stay bound. Delete them
     (C(openstack port delete)) or unbind them. When the dead compute host comes back, C(nova-compute)
     reaps the guest of a deleted instance (C(running_deleted_instance_action), default C(reap)).
-  - C(tags) rows of the instance are left on the database path. Their key is two columns. They are inert.
 seealso:
   - module: stackmender.openstack.journal_undo
   - module: stackmender.openstack.nova_instance_host
@@ -221,6 +221,13 @@ forced_guards:
   returned: when force overrode a guard
   type: list
   elements: dict
+calls:
+  description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
+    A failure midway returns it too, and its message names the calls done and those not run.
+  returned: when API calls ran
+  type: list
+  elements: dict
+  version_added: 1.1.0
 guards:
   description: On refusal, each guard that failed, its message and the evidence rows.
   returned: failure by a guard
@@ -490,6 +497,13 @@ class NovaInstanceDelete(RemediationModule):
                 changed.add(row[column])
                 plan.change(cell.name, table, {'id': row['id']}, action=DELETE, before=dict(row),
                             note='instance_destroy deletes them (the table has no deleted column)')
+        table, column, key = records.TAG_TABLE
+        # Keyed by the pair: the executor deletes exactly these rows and the journal keeps each one for undo.
+        for row in records.rows_of(cell.session, table, column, uuids, live_only=False, order=key,
+                                   columns=', '.join(records.quote_identifier(part) for part in key)):
+            changed.add(row[column])
+            plan.change(cell.name, table, dict((part, row[part]) for part in key), action=DELETE, before=dict(row),
+                        note='instance_destroy deletes the tags of the instance')
         if purge:
             for row in rows:
                 self._purge_row(plan, cell, 'instances', row, 'the instance (hard delete)')

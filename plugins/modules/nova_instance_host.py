@@ -257,6 +257,13 @@ forced_guards:
   returned: when force overrode a guard
   type: list
   elements: dict
+calls:
+  description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
+    A failure midway returns it too, and its message names the calls done and those not run.
+  returned: when API calls ran
+  type: list
+  elements: dict
+  version_added: 1.1.0
 guards:
   description: On refusal, each guard that failed, its message and the evidence rows.
   returned: failure by a guard

@@ -40,7 +40,10 @@ description:
   - With O(placement_db), the holds of the ended migrations are released the way Nova's rollback or
     confirm would. When the instance is still on the migration's source host, the migration's
     allocations (its consumer is the migration uuid) become the instance's again and replace what the
-    instance held. When the instance is on the destination, the migration's allocations are deleted.
+    instance held. This is Nova's C(revert_allocation_for_migration), which moves the allocations of the
+    migration's consumer to the instance's. An instance without a placement consumer gets one, as
+    placement creates it for that move, with the migration consumer's project and user and generation 1.
+    When the instance is on the destination, the migration's allocations are deleted.
     An evacuation holds both hosts under the instance, so the claim on the host it is not on is deleted.
     Consumers left without allocations are deleted, and the touched consumers and providers get their
     generations bumped, as placement does.
@@ -246,6 +249,13 @@ forced_guards:
   returned: when force overrode a guard
   type: list
   elements: dict
+calls:
+  description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
+    A failure midway returns it too, and its message names the calls done and those not run.
+  returned: when API calls ran
+  type: list
+  elements: dict
+  version_added: 1.1.0
 guards:
   description: On refusal, each guard that failed, its message and the evidence rows.
   returned: failure by a guard
@@ -644,10 +654,15 @@ class NovaTaskState(RemediationModule):
             dest = root_of(migration['dest_compute'], migration['dest_node'])
             if side == 'source' and held:
                 if instance not in existing:
-                    plan.warn('instance %s has no placement consumer, so the hold of migration %s was left; run '
-                              'nova-manage placement heal_allocations --force --instance %s'
-                              % (instance, migration['id'], instance))
-                    continue
+                    # Nova's rollback (revert_allocation_for_migration: move_allocations from the migration to the
+                    # instance) creates the instance's consumer in placement when it has none.
+                    if migration['uuid'] not in existing or \
+                            not release.create_consumer(instance, existing[migration['uuid']]):
+                        plan.warn('neither instance %s nor migration %s has a placement consumer, so the hold was '
+                                  'left; run nova-manage placement heal_allocations --force --instance %s'
+                                  % (instance, migration['id'], instance))
+                        continue
+                    existing[instance] = dict(existing[migration['uuid']], uuid=instance)
                 release.revert(instance, migration['uuid'], mine)
             elif side == 'source':
                 release.release_destination(instance, mine, dest if dest != source else None)

@@ -74,7 +74,7 @@ def test_error_deleting_leftover_is_retired_with_quota_given_back(ansible, dbs, 
     cloud.quota_usage(project, 'gigabytes', 25)
     cloud.quota_usage(project, 'volumes___DEFAULT__', 2)
     cloud.quota_usage(project, 'gigabytes___DEFAULT__', 25)
-    args = db_args(dbs, 'cinder', volume=[leftover], status='deleted', from_status=['error_deleting'],
+    args = db_args(dbs, 'cinder', 'nova_api', volume=[leftover], status='deleted', from_status=['error_deleting'],
                    journal_dir=journal_dir)
 
     def verify():
@@ -151,6 +151,44 @@ def test_live_nova_bdm_refuses_with_evidence_then_force_applies(ansible, dbs, cl
     assert dbs.query('cinder', 'SELECT status FROM volumes WHERE id = %s', (volume,))[0]['status'] == 'available'
     # Nova's rows are never written by this module.
     assert snapshot(dbs, NOVA_TABLES) == dict((key, rows) for key, rows in before.items() if key in NOVA_TABLES)
+
+
+@pytest.mark.newest_release
+def test_without_nova_detaching_an_attached_volume_refuses_unless_accepted(ansible, dbs, cloud, journal_dir):
+    """Nova cannot be consulted: marking an attached volume available is refused, naming the option; accepted
+    with a reason it is done and recorded. A reset that detaches nothing needs no Nova."""
+    volume = cloud.volume(status='in-use', attach_status='attached')
+    attachment = cloud.attachment(volume, instance_uuid='2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e',
+                                  attached_host='compute1')
+    leftover = cloud.volume(status='error_deleting')
+    before = snapshot(dbs, CINDER_TABLES)
+    for extra in (dict(volume=volume, status='available'), dict(volume=leftover, status='deleted')):
+        refused = ansible(MODULE, db_args(dbs, 'cinder', journal_dir=journal_dir, **extra))
+        assert_clean_failure(refused, 'give nova_api_db (or nova_db) so the guard can look')
+        assert [(guard['guard'], guard['missing_option']) for guard in refused['unverified_guards']] == [
+            ('nova_bdm_live', 'nova_api_db (or nova_db)')]
+        assert extra['volume'] in refused['msg']
+        checked = ansible(MODULE, db_args(dbs, 'cinder', journal_dir=journal_dir, **extra), check=True)
+        assert_clean_failure(checked, 'accept_unverified')
+    assert snapshot(dbs, CINDER_TABLES) == before, 'a refused run wrote something'
+    assert not os.path.isdir(journal_dir) or not os.listdir(journal_dir)
+
+    reason = 'CHG-7: server 2f9e0c55 was deleted, checked in Horizon'
+    applied = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, status='available', accept_unverified=True,
+                                      unverified_reason=reason, journal_dir=journal_dir))
+    assert not applied.failed and applied.changed, applied['msg']
+    assert applied['unverified_guards'][0]['guard'] == 'nova_bdm_live'
+    assert any('accept_unverified (%s)' % reason in warning for warning in applied['warnings'])
+    journal = load_journal(applied['journal'])
+    assert journal['unverified_reason'] == reason and journal['unverified_guards'] == applied['unverified_guards']
+    row = dbs.query('cinder', 'SELECT status, attach_status FROM volumes WHERE id = %s', (volume,))[0]
+    assert (row['status'], row['attach_status']) == ('available', 'detached')
+    assert dbs.query('cinder', 'SELECT deleted FROM volume_attachment WHERE id = %s', (attachment,))[0]['deleted'] == 1
+
+    # Nothing attached: the guard has nothing to protect, so no Nova is needed.
+    stuck = cloud.volume(status='attaching', attach_status='detached')
+    plain = ansible(MODULE, db_args(dbs, 'cinder', volume=stuck, status='error', journal_dir=journal_dir))
+    assert not plain.failed and plain.changed and 'unverified_guards' not in plain, plain['msg']
 
 
 @pytest.mark.newest_release

@@ -73,11 +73,31 @@ def test_soft_delete_of_a_stale_bdm_through_the_cells(ansible, dbs, cloud, journ
     assert journal['entries'][0]['database'] == 'nova:cell1'
 
 
-def test_soft_delete_through_nova_db_by_volume(ansible, dbs, cloud, journal_dir):
+def test_without_cinder_the_guard_refuses_naming_cinder_db_unless_accepted(ansible, dbs, cloud, journal_dir):
+    """Cinder cannot be consulted: refuse, naming cinder_db; accept_unverified with a reason goes ahead, recorded."""
     instance, volume, bdm = stale_bdm(cloud)
     second = cloud.instance(host='compute1')
     second_bdm = cloud.bdm(second, volume)
-    args = db_args(dbs, 'nova', volume=volume, journal_dir=journal_dir)
+    original = snapshot(dbs, ALL_TABLES)
+    refused = ansible(MODULE, db_args(dbs, 'nova', volume=volume, journal_dir=journal_dir))
+    assert_clean_failure(refused, 'give cinder_db so the guard can look')
+    assert [(guard['guard'], guard['missing_option']) for guard in refused['guards']] == [
+        ('cinder_attachment_live', 'cinder_db')]
+    assert refused['unverified_guards'] == refused['guards']
+    assert snapshot(dbs, ALL_TABLES) == original, 'a refused run wrote something'
+    assert not os.path.isdir(journal_dir) or not os.listdir(journal_dir)
+    # force lifts guards that looked; it does not stand in for one that could not.
+    forced = ansible(MODULE, db_args(dbs, 'nova', volume=volume, force=True, force_reason='ticket 1',
+                                     journal_dir=journal_dir))
+    assert_clean_failure(forced, 'cinder_db')
+    assert snapshot(dbs, ALL_TABLES) == original
+    missing_reason = ansible(MODULE, db_args(dbs, 'nova', volume=volume, accept_unverified=True,
+                                             journal_dir=journal_dir))
+    assert_clean_failure(missing_reason, 'unverified_reason')
+
+    reason = 'ticket 42: cinder attachment list checked by hand'
+    args = db_args(dbs, 'nova', volume=volume, accept_unverified=True, unverified_reason=reason,
+                   journal_dir=journal_dir)
 
     def verify():
         for bdm_id in (bdm, second_bdm):
@@ -88,7 +108,12 @@ def test_soft_delete_through_nova_db_by_volume(ansible, dbs, cloud, journal_dir)
     assert set(applied['before']['nova_db']) == {'block_device_mapping/%s' % bdm, 'block_device_mapping/%s' % second_bdm}
     warnings = ' '.join(applied['warnings'])
     assert instance in warnings and second in warnings
-    assert 'Cinder was not consulted' in warnings
+    assert 'accept_unverified (%s)' % reason in warnings and 'Cinder was not consulted' in warnings
+    assert [(guard['guard'], guard['missing_option']) for guard in applied['unverified_guards']] == [
+        ('cinder_attachment_live', 'cinder_db')]
+    journal = load_journal(applied['journal'])
+    assert journal['unverified_reason'] == reason
+    assert journal['unverified_guards'] == applied['unverified_guards']
 
 
 def test_purge_deletes_the_rows_and_undo_reinserts_them(ansible, dbs, cloud, journal_dir):

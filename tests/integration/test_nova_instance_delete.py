@@ -50,7 +50,16 @@ def stranded(cloud, host='compute1', **columns):
         'created_at': cloud._timestamps({})['created_at'], 'token_hash': uuid_module.uuid4().hex * 2,
         'console_type': 'novnc',
         'host': '192.0.2.10', 'port': 5900, 'instance_uuid': instance, 'expires': 2000000000})
+    for tag in ('prod', 'db-tier'):
+        cloud.db.execute('nova', 'INSERT INTO tags (resource_id, tag) VALUES (%s, %s)', (instance, tag))
     return instance
+
+
+def tags(dbs, *uuids):
+    """{(instance, tag)} of the instances (the tags table has no id: a snapshot cannot order it)."""
+    rows = dbs.query('nova', 'SELECT resource_id, tag FROM tags WHERE resource_id IN (%s)'
+                     % ', '.join(['%s'] * len(uuids)), uuids)
+    return set((row['resource_id'], row['tag']) for row in rows)
 
 
 def deleted_at(dbs, table, column, uuid):
@@ -75,8 +84,12 @@ def test_full_cycle_soft_deletes_the_instance_like_nova_with_placement_and_cinde
                         deleted=True, deleted_at='2026-01-01 00:00:00')
     finished = cloud.migration(instance, 'compute2', 'compute1', status='completed', migration_type='migration')
     args = db_args(dbs, 'nova_api', 'placement', 'cinder', instance=[instance], method='db', journal_dir=journal_dir)
+    tagged = tags(dbs, instance, bystander)
+    assert len(tagged) == 4
 
     def verify():
+        # instance_destroy deletes the tags of the instance; the bystander keeps its own.
+        assert tags(dbs, instance, bystander) == set((uuid, tag) for uuid, tag in tagged if uuid == bystander)
         row = one(dbs, 'nova', 'SELECT * FROM instances WHERE uuid = %s', instance)
         assert (row['deleted'], row['vm_state'], row['task_state'], row['progress']) == (row['id'], 'deleted', None, 0)
         assert row['deleted_at'] is not None and row['terminated_at'] is not None
@@ -121,6 +134,14 @@ def test_full_cycle_soft_deletes_the_instance_like_nova_with_placement_and_cinde
     steps = [(step['database'], step['table'], step['action']) for step in applied['plan']]
     assert steps[0] == ('nova:cell1', 'instances', 'update')
     assert ('nova:cell1', 'console_auth_tokens', 'delete') in steps
+    assert ('nova:cell1', 'tags', 'delete') in steps
+    tag_step = [step for step in applied['plan'] if step['table'] == 'tags'][0]
+    assert tag_step['rows'] == 2 and 'instance_destroy' in tag_step['why']
+    # The undo of run_full_cycle put them back.
+    assert tags(dbs, instance, bystander) == tagged
+    journal = load_journal(applied['journal'])
+    journaled = [entry['key']['tag'] for entry in journal['entries'] if entry['table'] == 'tags']
+    assert sorted(journaled) == ['db-tier', 'prod']
     assert ('nova_api_db', 'instance_mappings', 'update') in steps
     assert steps.index(('placement_db', 'allocations', 'delete')) < steps.index(('placement_db', 'consumers', 'delete'))
     assert not [step for step in steps if step[1] in ('instance_actions', 'request_specs', 'resource_providers')]
@@ -139,8 +160,10 @@ def test_full_cycle_purge_deletes_every_row_of_the_instance(ansible, dbs, cloud,
     cloud.destroy_instance(already)
     bystander = stranded(cloud)
     args = db_args(dbs, 'nova_api', 'placement', instance=[instance, already], purge=True, journal_dir=journal_dir)
+    tagged = tags(dbs, instance, already, bystander)
 
     def verify():
+        assert tags(dbs, instance, already, bystander) == set(pair for pair in tagged if pair[0] == bystander)
         for table in CELL_TABLES:
             column = {'instance_id_mappings': 'uuid', 'instances': 'uuid'}.get(table, 'instance_uuid')
             if table == 'instance_actions_events':
@@ -161,6 +184,7 @@ def test_full_cycle_purge_deletes_every_row_of_the_instance(ansible, dbs, cloud,
         (instance, 'purge'), (already, 'purge')]
     steps = [(step['table'], step['action']) for step in applied['plan'] if step['database'] == 'nova:cell1']
     assert steps[0] == ('instance_actions_events', 'delete') and steps[-1] == ('instances', 'delete')
+    assert ('tags', 'delete') in steps and tags(dbs, instance, already, bystander) == tagged
     assert set(action for _table, action in steps) == {'delete'}
 
 

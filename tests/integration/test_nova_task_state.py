@@ -201,3 +201,48 @@ def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal
     assert_clean_failure(nothing, 'nothing to work with')
     assert snapshot(dbs, ALL_TABLES) == before
     assert not os.path.exists(journal_dir) or not os.listdir(journal_dir)
+
+
+def test_a_revert_gives_the_hold_back_to_an_instance_without_a_placement_consumer(ansible, dbs, cloud, journal_dir):
+    """Nova's rollback moves the migration's allocations to the instance (move_allocations), and placement creates
+    the instance's consumer when it has none: the repair does the same instead of leaving the hold and warning."""
+    source, dest = dead_hosts(cloud)
+    instance = cloud.instance(host='compute1', task_state='migrating', updated_at=AN_HOUR_AGO)
+    migration = cloud.migration(instance, 'compute1', 'compute3', status='running', migration_type='live-migration',
+                                updated_at=AN_HOUR_AGO)
+    migration_uuid = one(dbs, 'nova', 'SELECT uuid FROM migrations WHERE id = %s', migration)['uuid']
+    dbs.execute('nova', 'UPDATE instance_extra SET migration_context = %s WHERE instance_uuid = %s',
+                (context(migration), instance))
+    cloud.consumer(migration_uuid, consumer_type='MIGRATION')
+    for name, used in FLAVOR:
+        cloud.allocation(migration_uuid, source[1]['rp_uuid'], name, used)
+    held_by = one(dbs, 'placement', 'SELECT project_id, user_id FROM consumers WHERE uuid = %s', migration_uuid)
+    assert not dbs.query('placement', 'SELECT id FROM consumers WHERE uuid = %s', (instance,))
+    source_generation = generation(dbs, 'resource_providers', source[1]['rp_uuid'])
+    args = db_args(dbs, 'nova_api', 'placement', instance=instance, method='db', journal_dir=journal_dir)
+
+    def verify():
+        assert allocations(dbs, instance) == dict(((source[1]['rp_uuid'], name), used) for name, used in FLAVOR)
+        assert allocations(dbs, migration_uuid) == {}
+        assert not dbs.query('placement', 'SELECT id FROM consumers WHERE uuid = %s', (migration_uuid,))
+        # The consumer placement creates for the move: the migration consumer's project and user, written once.
+        consumer = one(dbs, 'placement', 'SELECT project_id, user_id, generation FROM consumers WHERE uuid = %s',
+                       instance)
+        assert (consumer['project_id'], consumer['user_id'], consumer['generation']) == (
+            held_by['project_id'], held_by['user_id'], 1)
+        # Moved, not copied: the source provider holds the flavor once.
+        used = dbs.query('placement', 'SELECT SUM(a.used) AS used FROM allocations a JOIN resource_providers p ON '
+                         'p.id = a.resource_provider_id WHERE p.uuid = %s', (source[1]['rp_uuid'],))[0]['used']
+        assert int(used) == sum(value for _name, value in FLAVOR)
+        assert generation(dbs, 'resource_providers', source[1]['rp_uuid']) == source_generation + 1
+        row = one(dbs, 'nova', 'SELECT task_state, host FROM instances WHERE uuid = %s', instance)
+        assert (row['task_state'], row['host']) == (None, 'compute1')
+
+    applied = run_full_cycle(ansible, dbs, MODULE, args, ALL_TABLES, verify)
+    assert not [warning for warning in applied.get('warnings', []) if 'heal_allocations' in warning]
+    steps = [(step['database'], step['table'], step['action'], step['rows']) for step in applied['plan']]
+    assert ('placement_db', 'consumers', 'insert', 1) in steps
+    assert ('placement_db', 'allocations', 'update', 3) in steps
+    assert ('placement_db', 'consumers', 'delete', 1) in steps
+    assert steps.index(('placement_db', 'consumers', 'insert', 1)) < steps.index(('placement_db', 'allocations',
+                                                                                  'update', 3))
