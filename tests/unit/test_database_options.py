@@ -52,11 +52,11 @@ def test_config_file_problems_are_named(tmp_path):
 
 
 def test_dict_needs_exactly_one_source_and_known_keys():
-    with pytest.raises(InputError, match='exactly one of url or config_file'):
+    with pytest.raises(InputError, match='give either url, or config_file and/or config_dir'):
         db.parse_database_option('cinder_db', {})
     with pytest.raises(InputError, match='unknown keys password'):
         db.parse_database_option('cinder_db', {'url': 'mysql://u@h/d', 'password': 'x'})
-    with pytest.raises(InputError, match='must be a URL string or a dict'):
+    with pytest.raises(InputError, match='must be a URL string, a config file path or a dict'):
         db.parse_database_option('cinder_db', ['mysql://u@h/d'])
 
 
