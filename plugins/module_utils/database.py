@@ -232,11 +232,16 @@ def parse_database_option(option, value):
     target = parse_url(option, url, ssl=tls, source=source)
     if option == 'nova_api_db':
         # Nova fills cell URL templates from [database] connection of its own config.
-        cell_default = config.get('database', 'connection')
-        target.cell_template_source = ((cell_default, '[database] connection of %s' % config.describe())
-                                       if cell_default and cell_default.strip() else
-                                       (target.url, 'the nova_api_db URL ([database] connection is not set in %s)'
-                                        % config.describe()))
+        # Read now, needed only if a cell URL is a template: its error is kept for that case.
+        try:
+            cell_default = config.get('database', 'connection')
+        except InputError as error:
+            target.cell_template_source = (None, error.msg)
+        else:
+            target.cell_template_source = ((cell_default, '[database] connection of %s' % config.describe())
+                                           if cell_default and cell_default.strip() else
+                                           (target.url, 'the nova_api_db URL ([database] connection is not set in %s)'
+                                            % config.describe()))
     return target
 
 
@@ -426,6 +431,8 @@ def format_cell_url(template, api_target):
     if not source:
         source = (api_target.url, 'the nova_api_db URL')
     url, where = source
+    if url is None:
+        raise InputError('cannot resolve the cell database URL template in nova_api.cell_mappings: %s' % where)
     try:
         values = _template_values(url)
         fields = set(field.split('.')[0].split('[')[0]
