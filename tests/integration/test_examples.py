@@ -94,15 +94,15 @@ def write_config(tmp_path, dbs, path):
     target = local(tmp_path, path)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     name = os.path.basename(path)
-    if name.startswith('nova'):
+    if '.conf.d/' in path:  # a drop-in of a config dir: settings that do not touch the databases
+        text = '[DEFAULT]\ncompute_driver = libvirt.LibvirtDriver\n\n[image_cache]\nmanager_interval = 2400\n'
+    elif name.startswith('nova'):
         instances = str(tmp_path / 'instances')
         os.makedirs(instances, exist_ok=True)
         text = ('[DEFAULT]\n# written like a packaged nova.conf\nstate_path = %s\ninstances_path = $state_path/instances\n'
                 'transport_url = rabbit://nova:rabbitpw@127.0.0.1:5672/\n\n'
                 '[api_database]\nconnection = "%s"\n\n[database]\nconnection = %s\n\n[image_cache]\n'
                 'remove_unused_base_images = true\n' % (tmp_path, dbs.url('nova_api'), dbs.url('nova')))
-        if path.endswith('.conf.d/100-compute.conf') or '/nova.conf.d/' in path:
-            text = '[DEFAULT]\ncompute_driver = libvirt.LibvirtDriver\n'
     elif name.startswith('cinder'):
         text = ('[DEFAULT]\nenabled_backends = lvm\n# not the database: [DEFAULT] does not leak into [database]\n'
                 'connection = mysql+pymysql://wrong:wrong@127.0.0.1:1/wrong\n\n'
@@ -208,26 +208,22 @@ def seed(case_id, cloud):
         cloud.attach_volume(I1, volume_id=cloud.volume(id=V1, host='cinder@lvm#lvm'))
     elif module == 'nova_network_info_cache':
         cloud.compute_host('compute07')
-        cloud.instance('compute07', uuid=I1)
+        # The port's binding failed when the cache was written; the operator read the real one from Neutron.
+        cloud.instance('compute07', uuid=I1, network_info=cloud.network_info(vif_type='binding_failed', port_id=PORT))
     elif module == 'nova_task_state':
         source = cloud.compute_host('compute1')
         cloud.compute_host('compute2')
-        cloud.instance('compute1', uuid=I1, task_state='migrating')
-        cloud.migration(I1, 'compute1', 'compute2', status='error', migration_type='migration', uuid=MIGRATION)
+        old = '2026-01-01 00:00:00'  # abandoned long ago: nothing is still working on it
+        cloud.instance('compute1', uuid=I1, task_state='migrating', updated_at=old)
+        cloud.migration(I1, 'compute1', 'compute2', status='error', migration_type='migration', uuid=MIGRATION,
+                        updated_at=old)
         cloud.consumer(MIGRATION, consumer_type='MIGRATION')
         cloud.allocation(MIGRATION, source['rp_uuid'], 'VCPU', 1)
     del index
 
 
-# The task of an example whose registered result an undo example names, when it is not the task
-# that registers it: that one goes through the API, which the test has not.
-PRODUCERS = {'nova_network_info_cache': 2}
-
-
 def producer_of(case_id, variable):
     module = case_id.split('-')[0]
-    if module in PRODUCERS:
-        return [case for case in CASES if case[1] == module and case[2] == PRODUCERS[module]][0]
     found = [case for case in CASES if case[1] == module and case[3].get('register') == variable]
     assert found, 'no task of %s registers %s' % (module, variable)
     return found[0]
