@@ -12,13 +12,22 @@ class ModuleDocFragment(object):
 options:
   cinder_db:
     description:
-      - The Cinder database. Either the URL exactly as in C([database] connection) of
-        C(cinder.conf) (for example V(mysql+pymysql://cinder:secret@db.example.org/cinder?charset=utf8)),
-        or a dict.
-      - As a dict, give C(url) or C(config_file) (the path of the service's own config file,
-        read from its C(section), by default C(database)), and optionally the TLS files
-        C(ca_cert), C(client_cert) and C(client_key).
-      - The password is never shown in results, diffs, journals or warnings.
+      - The Cinder database, in one of three forms.
+      - The URL exactly as in C([database] connection) of C(cinder.conf), for example
+        V(mysql+pymysql://cinder:secret@db.example.org/cinder?charset=utf8).
+      - The path of the service's own config file, for example V(/etc/cinder/cinder.conf). A string
+        without C(://) is a path. The connection is read from the option's default section (C(database)
+        here). (Path strings since version 1.1.0.)
+      - A dict with either C(url), or C(config_file) and/or C(config_dir), plus optionally C(section)
+        (the section that holds C(connection)) and the TLS files C(ca_cert), C(client_cert) and C(client_key).
+        C(config_file) is a path or a list of paths, read in order as the service's C(--config-file)
+        options, a later file winning. C(config_dir) is a directory or a list of them, whose C(*.conf)
+        files are read after the files in sorted order, as the service's C(--config-dir) (for example
+        C(/etc/nova/nova.conf.d)). (Lists and C(config_dir) since version 1.1.0.)
+      - Config files are read as oslo.config reads them, the same values the service sees
+        (quotes stripped, C([DEFAULT]) not mixed into other sections, C($option) substitution, repeated
+        sections merged).
+      - The password is never shown in results, diffs, journals, warnings or error messages.
       - Modules that do not need this database ignore it, so O(cinder_db), O(nova_db),
         O(nova_api_db) and O(placement_db) can be set once for the whole collection
         through C(module_defaults) with the action group C(group/stackmender.openstack.openstack).
@@ -37,10 +46,14 @@ options:
   nova_api_db:
     description:
       - The Nova API database (C([api_database] connection) of C(nova.conf); the default config
-        section for C(config_file) is C(api_database)), in the same forms as O(cinder_db).
+        section for config files is C(api_database)), in the same forms as O(cinder_db).
       - Every cell database of C(cell_mappings) is read, also when O(nova_db) is given. Cells are told
         apart by uuid; results name a cell C(nova:<name>), or C(nova:<uuid>) where names repeat.
         Cell0 is read but never written.
+      - Cell URLs stored as templates (C({username}), C({password}), C({hostname}), C({port}),
+        C({path}), C({scheme}), C({query}), C({fragment})) are filled as Nova fills them, from
+        C([database] connection) of the same config files. When O(nova_api_db) is a URL, or its
+        config files have no C([database] connection), the O(nova_api_db) URL stands in for it.
     type: raw
     version_added: 0.1.0
   placement_db:

@@ -4,10 +4,9 @@
 
 """What a compute host's nova.conf and mount table say about its instance storage.
 
-Config files are read the way oslo.config reads ``--config-file`` options:
-later files override earlier ones, and within one file an option's current
-name wins over its deprecated names. ``$name`` and ``${name}`` refer to
-options of ``[DEFAULT]`` (or ``$group.name``). The mount table is
+Config files are read by oslo_config.OsloConfig, the way oslo.config reads
+``--config-file`` options: later files override earlier ones, and within one
+file an option's current name wins over its deprecated names. The mount table is
 ``/proc/mounts``; the file system holding a path is the mount with the
 longest mount point that is a path prefix of it.
 """
@@ -18,9 +17,8 @@ __metaclass__ = type
 import os
 import re
 
-import configparser
-
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.oslo_config import OsloConfig
 
 DEFAULT_STATE_PATH = '/var/lib/nova'
 
@@ -60,67 +58,31 @@ SHARED_FILESYSTEM_TYPES = (
 
 _TRUE = ('true', '1', 'on', 'yes')
 _FALSE = ('false', '0', 'off', 'no')
-_REFERENCE = re.compile(r'\$(?:\{([A-Za-z0-9_.]+)\}|([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?))')
 
 
 class NovaConfig(object):
-    """The merged view of several nova.conf files, with where each value came from."""
+    """The merged view of several nova.conf files (oslo_config.OsloConfig), with where each value came from."""
 
-    def __init__(self, paths):
-        if not paths:
+    def __init__(self, paths, config_dirs=()):
+        if not paths and not config_dirs:
             raise InputError('config_files: give at least one nova.conf')
-        self.paths = list(paths)
-        self.files = []          # (path, {section: {option: value}}) in the order given
-        for path in self.paths:
-            self.files.append((path, read_ini(path)))
+        # Registered with their defaults, so $state_path resolves when no file sets it.
+        self.config = OsloConfig(paths, config_dirs, what='config_files', defaults={
+            ('DEFAULT', 'state_path'): DEFAULT_STATE_PATH,
+            ('DEFAULT', 'instances_path'): '$state_path/instances',
+        })
+        self.paths = self.config.paths
 
     def lookup(self, names):
         """(value, source) of the first of ``names`` set, later files first; (None, None) when unset."""
-        for path, sections in reversed(self.files):
-            for section, option in names:
-                values = sections.get(section)
-                if values is not None and option in values:
-                    return values[option], dict(file=path, section=section, option=option)
-        return None, None
-
-    def raw(self, section, option):
-        return self.lookup([(section, option)])[0]
-
-    def interpolate(self, value, depth=0):
-        """Replace ``$name``/``${name}`` the way oslo.config does, for the options this module reads."""
-        if value is None or '$' not in value:
-            return value
-        if depth > 10:
-            raise InputError('nova.conf: the substitutions in %r refer to each other in a loop' % value)
-
-        def replace(match):
-            name = match.group(1) or match.group(2)
-            section, _dot, option = name.rpartition('.')
-            section = section or 'DEFAULT'
-            found = self.raw(section, option)
-            if found is None:
-                found = self.default(section, option)
-            if found is None:
-                raise InputError('nova.conf: %r refers to $%s, which is not set' % (value, name))
-            return self.interpolate(found, depth + 1)
-        return _REFERENCE.sub(replace, value.replace('$$', '\0')).replace('\0', '$')
-
-    def default(self, section, option):
-        if section == 'DEFAULT' and option == 'state_path':
-            return DEFAULT_STATE_PATH
-        if section == 'DEFAULT' and option == 'instances_path':
-            return '$state_path/instances'
-        return None
+        return self.config.lookup(names)
 
     def instances_path(self):
-        value, source = self.lookup([('DEFAULT', 'instances_path')])
-        if value is None:
-            value = self.default('DEFAULT', 'instances_path')
-        return os.path.normpath(self.interpolate(value)), source
+        _value, source = self.lookup([('DEFAULT', 'instances_path')])
+        return os.path.normpath(self.config.get('DEFAULT', 'instances_path')), source
 
     def state_path(self):
-        value = self.raw('DEFAULT', 'state_path')
-        return os.path.normpath(self.interpolate(value if value is not None else DEFAULT_STATE_PATH))
+        return os.path.normpath(self.config.get('DEFAULT', 'state_path'))
 
     def image_cache(self):
         """Each image cache option's effective value and its source (None: the default)."""
@@ -130,29 +92,10 @@ class NovaConfig(object):
             if raw is None:
                 settings[key] = spec['default']
             else:
-                settings[key] = convert(self.interpolate(raw), spec['type'], source)
+                value = self.config.substitute(raw, source['section'], ((source['section'], source['option']),))
+                settings[key] = convert(value, spec['type'], source)
             sources[key] = source
         return settings, sources
-
-
-def read_ini(path):
-    """{section: {option: value}} of one oslo.config-style file; [DEFAULT] is a section like the others."""
-    # A default section name no file uses, so that [DEFAULT] is not merged into every section.
-    parser = configparser.ConfigParser(interpolation=None, strict=False, default_section='\0 none',
-                                       comment_prefixes=('#', ';'), inline_comment_prefixes=None,
-                                       empty_lines_in_values=False)
-    parser.optionxform = str
-    try:
-        with open(path, encoding='utf-8') as handle:
-            parser.read_file(handle, source=path)
-    except (IOError, OSError) as error:
-        raise InputError('config_files: cannot read %s: %s' % (path, error.strerror or error))
-    except configparser.Error as error:
-        raise InputError('config_files: %s is not a valid ini file: %s' % (path, str(error).splitlines()[0]))
-    except UnicodeDecodeError as error:
-        raise InputError('config_files: %s is not UTF-8 text: %s' % (path, error))
-    return dict((section, dict((key, value.strip()) for key, value in parser.items(section, raw=True)))
-                for section in parser.sections())
 
 
 def convert(value, kind, source):

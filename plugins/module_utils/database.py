@@ -16,17 +16,12 @@ __metaclass__ = type
 
 import os
 import re
+import string
 
 try:
-    from configparser import RawConfigParser, Error as ConfigParserError
-except ImportError:  # pragma: no cover - Python 2 is not supported by the modules
-    RawConfigParser = None
-    ConfigParserError = Exception
-
-try:
-    from urllib.parse import urlsplit, unquote, parse_qsl
+    from urllib.parse import urlparse, urlsplit, unquote, parse_qsl
 except ImportError:  # pragma: no cover
-    from urlparse import urlsplit, parse_qsl  # type: ignore
+    from urlparse import urlparse, urlsplit, parse_qsl  # type: ignore
     from urllib import unquote  # type: ignore
 
 try:
@@ -43,6 +38,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.errors impor
     DatabaseError,
     InputError,
 )
+from ansible_collections.stackmender.openstack.plugins.module_utils.oslo_config import OsloConfig
 
 # Which config-file section holds each service database's connection URL.
 DEFAULT_SECTIONS = {
@@ -52,7 +48,7 @@ DEFAULT_SECTIONS = {
     'placement_db': 'placement_database',
 }
 
-DATABASE_OPTION_KEYS = ('url', 'config_file', 'section', 'ca_cert', 'client_cert', 'client_key')
+DATABASE_OPTION_KEYS = ('url', 'config_file', 'config_dir', 'section', 'ca_cert', 'client_cert', 'client_key')
 
 # MariaDB/MySQL error numbers that deserve their own explanation.
 _ACCESS_DENIED = 1045
@@ -73,7 +69,7 @@ class DatabaseTarget(object):
     """Where one service database lives, parsed and validated."""
 
     def __init__(self, option, host=None, port=3306, user=None, password=None, database=None,
-                 unix_socket=None, charset='utf8', ssl=None, source=None):
+                 unix_socket=None, charset='utf8', ssl=None, source=None, url=None, cell_template_source=None):
         self.option = option
         self.host = host
         self.port = port
@@ -84,6 +80,10 @@ class DatabaseTarget(object):
         self.charset = charset
         self.ssl = ssl or {}
         self.source = source
+        # The URL as written (it holds the password: never shown), and for nova_api_db the URL that
+        # fills cell URL templates with where it came from: see format_cell_url.
+        self.url = url
+        self.cell_template_source = cell_template_source
 
     def display(self):
         """The URL with its password removed: safe for results and messages."""
@@ -98,7 +98,8 @@ class DatabaseTarget(object):
     def with_database(self, database):
         return DatabaseTarget(self.option, host=self.host, port=self.port, user=self.user,
                               password=self.password, database=database, unix_socket=self.unix_socket,
-                              charset=self.charset, ssl=dict(self.ssl), source=self.source)
+                              charset=self.charset, ssl=dict(self.ssl), source=self.source, url=self.url,
+                              cell_template_source=self.cell_template_source)
 
 
 def secret_forms(password):
@@ -151,44 +152,69 @@ def parse_url(option, url, ssl=None, source=None):
         charset=query.get('charset', 'utf8'),
         ssl=tls,
         source=source,
+        url=url.strip(),
     )
 
 
-def read_config_url(option, path, section):
-    """Read ``connection`` from an OpenStack service config file."""
-    if not os.path.isfile(path):
-        raise InputError('%s: config file %s does not exist' % (option, path))
-    parser = RawConfigParser(strict=False)
-    try:
-        with open(path) as handle:
-            parser.read_file(handle)
-    except (IOError, OSError) as error:
-        raise InputError('%s: cannot read config file %s: %s' % (option, path, error.strerror))
-    except ConfigParserError as error:
-        raise InputError('%s: config file %s is not valid INI: %s' % (option, path, error.__class__.__name__))
-    if not parser.has_option(section, 'connection'):
-        raise InputError('%s: config file %s has no [%s] connection' % (option, path, section))
-    return parser.get(section, 'connection')
+def _string_list(option, key, value):
+    """A string or a list of strings, as a list; InputError otherwise."""
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, str) and item.strip() for item in items):
+        raise InputError('%s: %s must be a path or a list of paths' % (option, key))
+    for item in items:
+        if '\x00' in item:
+            raise InputError('%s: %s contains a NUL byte' % (option, key))
+    return items
+
+
+def read_config_url(option, config_files, section, config_dirs=(), config=None):
+    """``[section] connection`` of a service's config files, read as oslo.config reads them."""
+    config = config or OsloConfig(config_files, config_dirs, what=option)
+    url = config.get(section, 'connection')
+    if url is None or not url.strip():
+        raise InputError('%s: the config read (%s) has no [%s] connection%s'
+                         % (option, config.describe(), section, '' if url is None else ' (it is empty)'))
+    return url
+
+
+def _parse_config_path(option, path):
+    """A ``*_db`` string without ``://``: the path of the service's config file."""
+    if '\x00' not in path and os.path.isfile(os.path.expanduser(path)):
+        return parse_database_option(option, {'config_file': path})
+    # Not echoed unless it looks like a path: it may be a mistyped URL with its password.
+    shown = path if re.match(r'^[~./][A-Za-z0-9_./~+-]*$', path) else 'the value'
+    raise InputError('%s: %s is neither a database URL (no ://) nor an existing config file' % (option, shown))
 
 
 def parse_database_option(option, value):
-    """Turn the raw value of a ``*_db`` option into a target, or None."""
+    """Turn the raw value of a ``*_db`` option into a target, or None.
+
+    A string with ``://`` is a URL; any other string is the path of the service's config file.
+    """
     if value is None or value == '':
         return None
     if isinstance(value, str):
-        return parse_url(option, value, source='url')
+        if not value.strip():
+            raise InputError('%s: the value is empty (give a database URL or the path of a config file)' % option)
+        if '://' not in value:
+            return _parse_config_path(option, value)
+        value = {'url': value}
     if not isinstance(value, dict):
-        raise InputError('%s must be a URL string or a dict with url or config_file' % option)
+        raise InputError('%s must be a URL string, a config file path or a dict with url, config_file or config_dir'
+                         % option)
     unknown = sorted(set(value) - set(DATABASE_OPTION_KEYS))
     if unknown:
         raise InputError('%s: unknown keys %s (allowed: %s)' % (option, ', '.join(unknown), ', '.join(DATABASE_OPTION_KEYS)))
     for key, item in value.items():
+        if key in ('config_file', 'config_dir') and isinstance(item, list):
+            continue
         if item is not None and not isinstance(item, str):
             raise InputError('%s: %s must be a string, got %s' % (option, key, type(item).__name__))
         if isinstance(item, str) and '\x00' in item:
             raise InputError('%s: %s contains a NUL byte' % (option, key))
-    if bool(value.get('url')) == bool(value.get('config_file')):
-        raise InputError('%s: give exactly one of url or config_file' % option)
+    from_files = bool(value.get('config_file')) or bool(value.get('config_dir'))
+    if bool(value.get('url')) == from_files:
+        raise InputError('%s: give either url, or config_file and/or config_dir' % option)
     tls = {}
     for key, tls_key in (('ca_cert', 'ca'), ('client_cert', 'cert'), ('client_key', 'key')):
         if value.get(key):
@@ -196,10 +222,29 @@ def parse_database_option(option, value):
                 raise InputError('%s: %s file %s does not exist' % (option, key, value[key]))
             tls[tls_key] = value[key]
     if value.get('url'):
-        return parse_url(option, value['url'], ssl=tls, source='url')
+        target = parse_url(option, value['url'], ssl=tls, source='url')
+        target.cell_template_source = (target.url, 'the nova_api_db URL') if option == 'nova_api_db' else None
+        return target
+    files = _string_list(option, 'config_file', value['config_file']) if value.get('config_file') else []
+    dirs = _string_list(option, 'config_dir', value['config_dir']) if value.get('config_dir') else []
+    config = OsloConfig(files, dirs, what=option)
     section = value.get('section') or DEFAULT_SECTIONS.get(option, 'database')
-    url = read_config_url(option, value['config_file'], section)
-    return parse_url(option, url, ssl=tls, source='%s [%s]' % (value['config_file'], section))
+    url = read_config_url(option, files, section, dirs, config=config)
+    source = '%s [%s]' % (config.paths[-1] if len(config.paths) == 1 else '+'.join(config.paths), section)
+    target = parse_url(option, url, ssl=tls, source=source)
+    if option == 'nova_api_db':
+        # Nova fills cell URL templates from [database] connection of its own config.
+        # Read now, needed only if a cell URL is a template: its error is kept for that case.
+        try:
+            cell_default = config.get('database', 'connection')
+        except InputError as error:
+            target.cell_template_source = (None, error.msg)
+        else:
+            target.cell_template_source = ((cell_default, '[database] connection of %s' % config.describe())
+                                           if cell_default and cell_default.strip() else
+                                           (target.url, 'the nova_api_db URL ([database] connection is not set in %s)'
+                                            % config.describe()))
+    return target
 
 
 def describe_error(target, error):
@@ -366,26 +411,74 @@ class Session(object):
                 galera=state)
 
 
+def _template_values(url):
+    """The fields Nova fills a cell URL template with (CellMapping._format_url), from ``url``."""
+    parts = urlparse(url)
+    values = {
+        'username': parts.username,
+        'password': parts.password,
+        'hostname': parts.hostname,
+        'port': parts.port,
+        'scheme': parts.scheme,
+        'query': parts.query,
+        'fragment': parts.fragment,
+        'path': parts.path.lstrip('/'),
+    }
+    # oslo.messaging-style lists of hosts (user:pass@host:port,user2:pass@host2:port) are
+    # numbered from 1: username1, password1, hostname1, port1, ...
+    if ',' in parts.netloc:
+        for index, netloc in enumerate(parts.netloc.split(','), 1):
+            userpass, _at, hostport = netloc.partition('@') if '@' in netloc else ('', '', netloc)
+            user, colon, password = userpass.partition(':')
+            host, port = _split_host_port(hostport)
+            values.update({'username%d' % index: user, 'password%d' % index: password if colon else None,
+                           'hostname%d' % index: host, 'port%d' % index: port})
+    return values
+
+
+def _split_host_port(hostport):
+    """host and port (int or None) of ``host``, ``host:port`` or ``[v6]:port``."""
+    if hostport.startswith('['):
+        host, _bracket, rest = hostport[1:].partition(']')
+        port = rest[1:] if rest.startswith(':') else ''
+    elif hostport.count(':') == 1:
+        host, _colon, port = hostport.partition(':')
+    else:
+        host, port = hostport, ''
+    return host, int(port) if port.isdigit() else None
+
+
 def format_cell_url(template, api_target):
     """Resolve a ``cell_mappings.database_connection`` that may be a template.
 
-    Nova lets cell URLs use ``{username}``, ``{password}``, ``{hostname}``,
-    ``{port}``, ``{path}``, ``{scheme}`` and ``{query}`` from the API database
-    URL; they are filled from the API database's own target here.
+    Nova lets cell URLs use ``{username}``, ``{password}``, ``{hostname}``, ``{port}``,
+    ``{path}``, ``{scheme}``, ``{query}`` and ``{fragment}``, filled from ``[database]
+    connection`` of its own config. When ``nova_api_db`` was read from nova.conf, that is
+    the URL used here; when it was given as a URL, that URL stands in for it.
     """
     if '{' not in template:
         return template
-    values = {
-        'scheme': 'mysql+pymysql',
-        'username': api_target.user or '',
-        'password': api_target.password or '',
-        'hostname': api_target.host or '',
-        'port': api_target.port,
-        'path': api_target.database,
-        'query': 'charset=%s' % (api_target.charset or 'utf8'),
-        'fragment': '',
-    }
+    source = getattr(api_target, 'cell_template_source', None)
+    if not source:
+        source = (api_target.url, 'the nova_api_db URL')
+    url, where = source
+    if url is None:
+        raise InputError('cannot resolve the cell database URL template in nova_api.cell_mappings: %s' % where)
+    try:
+        values = _template_values(url)
+        fields = set(field.split('.')[0].split('[')[0]
+                     for _text, field, _spec, _conv in string.Formatter().parse(template) if field)
+    except ValueError:
+        raise InputError('cannot resolve the cell database URL template in nova_api.cell_mappings: '
+                         'the template or %s cannot be parsed' % where)
+    unset = sorted(field for field in fields if values.get(field, '') is None)
+    unknown = sorted(field for field in fields if field not in values)
+    if unknown or unset:
+        raise InputError('cannot resolve the cell database URL template in nova_api.cell_mappings: %s'
+                         % ('it uses %s, which Nova does not fill' % ', '.join('{%s}' % f for f in unknown)
+                            if unknown else
+                            '%s has no %s' % (where, ', '.join(unset))))
     try:
         return template.format(**values)
-    except (KeyError, IndexError, ValueError):
+    except (KeyError, IndexError, ValueError, AttributeError):
         raise InputError('cannot resolve the cell database URL template in nova_api.cell_mappings')

@@ -150,6 +150,14 @@ EXAMPLES = r'''
       nova_api_db:
         config_file: /etc/nova/nova.conf
 
+- name: Audit an RDO cloud whose Nova config is split over nova-dist.conf, nova.conf and nova.conf.d
+  stackmender.openstack.consistency_info:
+    cinder_db: /etc/cinder/cinder.conf
+    nova_api_db:
+      config_file: [/usr/share/nova/nova-dist.conf, /etc/nova/nova.conf]
+      config_dir: /etc/nova/nova.conf.d
+    classes: [volume_attached_without_bdm]
+
 - name: Only volumes stuck for more than a day, on one storage host
   stackmender.openstack.consistency_info:
     cinder_db: /etc/cinder/cinder.conf

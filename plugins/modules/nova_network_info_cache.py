@@ -134,11 +134,12 @@ EXAMPLES = r'''
     vif_type: ovs
     binding_host: compute07
     vif_details: {port_filter: true, connectivity: l2, bridge_name: br-int, datapath_type: system}
-    nova_db: "mysql+pymysql://nova:{{ nova_db_password }}@db.example.org/nova?charset=utf8"
+    nova_api_db: /etc/nova/nova.conf
+  register: written
 
 - name: Undo it
   stackmender.openstack.journal_undo:
-    journal: "{{ repaired.journal }}"
+    journal: "{{ written.journal }}"
     nova_api_db:
       config_file: /etc/nova/nova.conf
 '''

@@ -109,7 +109,7 @@ options:
       - "Counts of the authoritative lists read by the caller, for example the number of servers and volumes the
         APIs list, as C({instances: 812, volumes: 1530})."
       - They are compared with the audit's C(inventory), never put in its place. When the two differ by more than
-        O(min_drop) rows and O(max_drop_percent) percent, the run aborts (verdict C(disagree)): one of the two
+        O(min_drop) rows and O(max_drop_percent) percent, the run aborts (verdict C(disagree)), as one of the two
         reads a wrong or broken source. Otherwise the smaller count is the one checked against the last run.
     type: dict
     default: {}

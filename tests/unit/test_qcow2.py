@@ -184,7 +184,7 @@ def test_defaults_without_any_setting(tmp_path):
 @pytest.mark.parametrize('text, message', [
     ('[image_cache]\nremove_unused_base_images = maybe\n', "'maybe' is not a boolean"),
     ('[image_cache]\nmanager_interval = soon\n', "'soon' is not an integer"),
-    ('remove_unused_base_images = true\n', 'is not a valid ini file'),
+    ('remove_unused_base_images = true\n', 'is not a valid config file'),
     ('[DEFAULT]\ninstances_path = $nowhere/x\n', 'refers to $nowhere, which is not set'),
     ('[DEFAULT]\nstate_path = $instances_path\ninstances_path = $state_path/i\n', 'in a loop'),
 ])
