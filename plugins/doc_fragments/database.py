@@ -15,7 +15,7 @@ options:
       - The Cinder database, in one of three forms.
       - The URL exactly as in C([database] connection) of C(cinder.conf), for example
         V(mysql+pymysql://cinder:secret@db.example.org/cinder?charset=utf8).
-      - The path of the service's own config file, for example V(/etc/cinder/cinder.conf): a string
+      - The path of the service's own config file, for example V(/etc/cinder/cinder.conf); a string
         without a scheme (no C(mysql+pymysql) prefix) is a path. The connection is read from the option's default section (C(database)
         here). (Path strings since version 1.1.0.)
       - A dict with either C(url), or C(config_file) and/or C(config_dir), plus optionally C(section)
