@@ -75,8 +75,8 @@ CASES = example_tasks()
 
 
 def test_every_module_has_examples_that_call_it():
-    modules = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(REPO_ROOT, 'plugins', 'modules',
-                                                                                      '*.py')))
+    pattern = os.path.join(REPO_ROOT, 'plugins', 'modules', '*.py')
+    modules = sorted(os.path.basename(path)[:-3] for path in glob.glob(pattern))
     called = set(case[0].split('-')[-1] for case in CASES)
     assert set(modules) <= called, set(modules) - called
     assert len(CASES) >= 35

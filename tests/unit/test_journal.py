@@ -126,7 +126,7 @@ def _partial_entries():
 
 
 def _live(rows):
-    return dict((partial.row_identity(database, table, 'id', key), row) for (database, table, key), row in rows.items())
+    return dict((partial.row_identity(database, table, {'id': key}), row) for (database, table, key), row in rows.items())
 
 
 def test_outcomes_as_the_journal_records_them_and_old_journals_read_as_before():

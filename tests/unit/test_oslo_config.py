@@ -210,8 +210,8 @@ LAYOUTS = {
         ''', 'etc/nova/nova.conf.d/README.txt': '''
         [database]
         connection = not read: only *.conf files of a config dir are read
-        '''}, config_files=['usr/share/nova/nova-dist.conf', 'etc/nova/nova.conf'],
-        config_dirs=['etc/nova/nova.conf.d']),
+        '''}, config_dirs=['etc/nova/nova.conf.d'],
+        config_files=['usr/share/nova/nova-dist.conf', 'etc/nova/nova.conf']),
     # TripleO: puppet-generated config in the container's config dir, overrides in a conf.d.
     'tripleo-cinder': dict(files={'var/lib/config-data/puppet-generated/cinder/etc/cinder/cinder.conf': '''
         [DEFAULT]
