@@ -32,8 +32,8 @@ def running_in_cell2(cloud, host='compute5', up=True):
 
 
 def test_the_default_cloud_has_two_cells_beside_cell0(dbs):
-    cells = dict((row['name'], row) for row in dbs.query('nova_api', 'SELECT uuid, name, database_connection '
-                                                                      'FROM cell_mappings'))
+    rows = dbs.query('nova_api', 'SELECT uuid, name, database_connection FROM cell_mappings')
+    cells = dict((row['name'], row) for row in rows)
     assert sorted(cells) == ['cell0', 'cell1', 'cell2']
     assert cells['cell2']['database_connection'] == dbs.url('nova_cell2')
     assert len(dbs.query('nova_cell2', 'SHOW TABLES')) == len(dbs.query('nova', 'SHOW TABLES'))

@@ -71,8 +71,8 @@ def test_cells_sharing_a_name_are_named_by_uuid():
     twins = [mapping(2, CELL1, 'cell1', 'nova'), mapping(3, CELL2, 'cell1', 'nova_cell2'),
              mapping(4, '8a6b1f0e-3333-4c3d-9e8f-000000000003', '', 'nova_cell3')]
     found = cells.resolve_cells({'nova_api_db': api_target()}, lambda: FakeSession(twins))
-    assert [cell.option for cell in found] == ['nova:%s' % CELL1, 'nova:%s' % CELL2,
-                                              'nova:8a6b1f0e-3333-4c3d-9e8f-000000000003']
+    expected = ['nova:%s' % CELL1, 'nova:%s' % CELL2, 'nova:8a6b1f0e-3333-4c3d-9e8f-000000000003']
+    assert [cell.option for cell in found] == expected
     assert len(set(cell.target.database for cell in found)) == 3
 
 

@@ -28,6 +28,8 @@ SAMPLE_HEADER = '\n'.join(['#', '# From oslo.db', '#', '', '# The SQLAlchemy con
                            '# the database. (string value)', '# Deprecated group/name - [DEFAULT]/sql_connection',
                            '#connection = <None>', ''])
 
+# Where TripleO's puppet-generated Cinder config lives inside its container.
+TRIPLEO_CINDER = 'var/lib/config-data/puppet-generated/cinder/etc/cinder'
 LAYOUTS = {
     # devstack: one nova.conf per service role, the cell conductor's in nova_cell1.conf.
     'devstack-nova-api': dict(files={'etc/nova/nova.conf': '''
@@ -229,8 +231,7 @@ LAYOUTS = {
         ''', 'var/lib/config-data/puppet-generated/cinder/etc/cinder/cinder.conf.d/zz-override.conf': '''
         [Database]
         max_retries = 10
-        '''}, config_files=['var/lib/config-data/puppet-generated/cinder/etc/cinder/cinder.conf'],
-        config_dirs=['var/lib/config-data/puppet-generated/cinder/etc/cinder/cinder.conf.d']),
+        '''}, config_files=[TRIPLEO_CINDER + '/cinder.conf'], config_dirs=[TRIPLEO_CINDER + '/cinder.conf.d']),
     # Charms: the Juju warning banner, [DEFAULT] keys a naive reader would leak into [database].
     'charms-nova-cloud-controller': dict(files={'etc/nova/nova.conf': '''
         ###############################################################################
