@@ -66,7 +66,7 @@ def test_a_real_audit_is_held_once_then_approved_and_the_repair_runs(ansible, db
 
     # The approved call, as a playbook passes it on: the gate's args plus the connections.
     args, = second['approved_by_module'][CVS]
-    repaired = ansible('cinder_volume_state', dict(args, journal_dir=journal_dir, **db_args(dbs, 'cinder')))
+    repaired = ansible('cinder_volume_state', dict(args, journal_dir=journal_dir, **db_args(dbs, 'cinder', 'nova_api')))
     assert not repaired.failed and repaired.changed, repaired.get('msg')
     rows = dbs.query('cinder', 'SELECT id, deleted FROM volumes ORDER BY id')
     assert dict((row['id'], row['deleted']) for row in rows) == {healthy: 0, stuck: 1}
