@@ -282,6 +282,9 @@ def by_key(result):
 
 
 def audit(ansible, dbs, *logicals, check=False, **extra):
+    # Services built up report "now" and those built down an hour ago: a 30 min service_down_time keeps
+    # each on its side however slowly a loaded machine gets from building the cloud to auditing it.
+    extra.setdefault('service_down_time', 1800)
     result = ansible(MODULE, db_args(dbs, *(logicals or ALL_DATABASES), **extra), check=check)
     assert not result.failed, result.get('msg')
     assert result.changed is False
