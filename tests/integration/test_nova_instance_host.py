@@ -144,7 +144,7 @@ def test_from_host_moves_every_live_instance_with_set_based_statements(ansible, 
         assert instance_row(dbs, deleted)['host'] == 'compute1'
         assert instance_row(dbs, elsewhere)['host'] == 'compute3'
         again = ansible(MODULE, args, check=True)
-        assert not again.changed and again['notes'] == ['no live instance on host compute1']
+        assert not again.changed and again['notes'][0] == 'no live instance on host compute1'
 
     applied = run_full_cycle(ansible, dbs, MODULE, args, ALL_TABLES, verify)
     assert applied['method'] == 'db' and 'no cloud is configured' in applied['method_reason']
@@ -419,7 +419,7 @@ def test_instance_already_on_the_target_is_not_a_change(ansible, dbs, cloud, jou
     result = ansible(MODULE, db_args(dbs, 'nova', 'placement', instance=instance, host='compute2',
                                      journal_dir=journal_dir))
     assert not result.failed and not result.changed, result
-    assert result['notes'] == ['instance %s is already on host compute2 (node compute2)' % instance]
+    assert result['notes'][0] == 'instance %s is already on host compute2 (node compute2)' % instance
     assert result['instances'] == []
 
 
