@@ -5,10 +5,13 @@ the JSON callback, so arguments go through Ansible's own argument parsing,
 check mode, diff mode, no_log masking and result serialisation.
 """
 
+import atexit
 import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 
 FQCN_PREFIX = 'stackmender.openstack.'
 CALLBACK_PLUGINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'callback_plugins')
@@ -44,9 +47,72 @@ def ansible_environment(collections_path, extra=None):
         'ANSIBLE_LOCALHOST_WARNING': 'false',
         'ANSIBLE_NOCOLOR': '1',
         'ANSIBLE_HOME': os.path.join(collections_path, '.ansible-home'),
+        # Tests must not fill the machine's syslog; a value holding a NUL byte could not be logged anyway.
+        'ANSIBLE_NO_TARGET_SYSLOG': 'true',
     })
     env.update(extra or {})
     return env
+
+
+class Completed(object):
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+class WarmController(object):
+    """A :mod:`tests.warm_ansible` server for one environment (see there)."""
+
+    def __init__(self, env):
+        self.env = env
+        self.lock = threading.Lock()
+        self.process = subprocess.Popen([sys.executable, '-m', 'tests.warm_ansible'], env=env, text=True,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        atexit.register(self.stop)
+
+    def run(self, argv, timeout, extra_env):
+        with self.lock, tempfile.TemporaryDirectory(prefix='warm-ansible-') as scratch:
+            out, err = os.path.join(scratch, 'stdout'), os.path.join(scratch, 'stderr')
+            self.process.stdin.write(json.dumps({'argv': argv, 'stdout': out, 'stderr': err, 'cwd': os.getcwd(),
+                                                 'timeout': timeout, 'env': extra_env}) + '\n')
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline()
+            if not answer:
+                raise AssertionError('the warm Ansible controller exited (rc %s)' % self.process.poll())
+            answer = json.loads(answer)
+            if answer['timed_out']:
+                raise subprocess.TimeoutExpired(argv, timeout)
+            with open(out, encoding='utf-8', errors='replace') as handle_out, \
+                    open(err, encoding='utf-8', errors='replace') as handle_err:
+                return Completed(answer['rc'], handle_out.read(), handle_err.read())
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=30)
+
+
+_controllers = {}
+
+
+def run_ansible(argv, env, timeout):
+    """Run ``ansible``/``ansible-playbook`` ``argv`` with ``env``; returns returncode, stdout, stderr.
+
+    Ansible reads ANSIBLE_* settings when it is imported: a call whose ANSIBLE_* settings match a warm
+    controller's runs there (other variables, such as OS_CLIENT_CONFIG_FILE for the modules, are set
+    in the forked child); any other runs as a plain process. STACKMENDER_COLD_ANSIBLE=1 turns warm
+    controllers off.
+    """
+    if os.environ.get('STACKMENDER_COLD_ANSIBLE') == '1':
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    settings = tuple(sorted((key, value) for key, value in env.items() if key.startswith('ANSIBLE_')))
+    controller = _controllers.get(settings)
+    if controller is None:
+        base = dict((key, value) for key, value in os.environ.items() if not key.startswith('ANSIBLE_'))
+        base.update(settings)
+        controller = _controllers[settings] = WarmController(base)
+    extra = dict((key, value) for key, value in env.items() if controller.env.get(key) != value)
+    return controller.run(argv, timeout, extra)
 
 
 def run_module(collections_path, module, args, check=False, diff=False, verbosity=0, env=None):
@@ -59,8 +125,7 @@ def run_module(collections_path, module, args, check=False, diff=False, verbosit
         command.append('--diff')
     if verbosity:
         command.append('-' + 'v' * verbosity)
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
-                               env=ansible_environment(collections_path, env))
+    completed = run_ansible(command, ansible_environment(collections_path, env), timeout=300)
     try:
         document = json.loads(completed.stdout[completed.stdout.index('{"results"'):])
         result = ModuleResult(document['results'][0]['result'])
@@ -112,8 +177,7 @@ def run_playbook(collections_path, playbook, extra_vars=None, check=False, diff=
             command.append('--diff')
         if tags:
             command += ['--tags', tags]
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False,
-                                   env=ansible_environment(collections_path, env))
+        completed = run_ansible(command, ansible_environment(collections_path, env), timeout=timeout)
     try:
         results = json.loads(completed.stdout[completed.stdout.index('{"results"'):])['results']
     except ValueError:

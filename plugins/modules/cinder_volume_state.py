@@ -135,6 +135,7 @@ EXAMPLES = r'''
     status: deleted
     from_status: [error_deleting]
     cinder_db: "mysql+pymysql://cinder:{{ cinder_db_password }}@db.example.org/cinder?charset=utf8"
+    nova_api_db: /etc/nova/nova.conf
 
 - name: Undo the reset from its journal
   stackmender.openstack.journal_undo:

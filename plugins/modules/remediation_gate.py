@@ -183,7 +183,8 @@ EXAMPLES = r'''
   register: gate
 
 - name: Run the approved volume repairs
-  stackmender.openstack.cinder_volume_state: "{{ item | combine({'cinder_db': '/etc/cinder/cinder.conf'}) }}"
+  stackmender.openstack.cinder_volume_state: >-
+    {{ item | combine({'cinder_db': '/etc/cinder/cinder.conf', 'nova_api_db': '/etc/nova/nova.conf'}) }}
   loop: "{{ gate.approved_by_module['stackmender.openstack.cinder_volume_state'] | default([]) }}"
 '''
 

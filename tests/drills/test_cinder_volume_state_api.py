@@ -99,7 +99,9 @@ def test_auto_falls_back_to_the_database_when_the_owning_service_is_down(
             time.sleep(2)
         only_api = ansible(MODULE, api_args(volume=volume.id, status='deleted', method='api'), env=lab_env)
         assert_clean_failure(only_api, 'is not up')
-        auto = ansible(MODULE, api_args(volume=volume.id, status='deleted', cinder_db=lab['database']['urls']['cinder']),
+        # Nova's database too: deleting a volume is refused unless the guard can see no instance uses it.
+        auto = ansible(MODULE, api_args(volume=volume.id, status='deleted', cinder_db=lab['database']['urls']['cinder'],
+                                        nova_api_db=lab['database']['urls']['nova_api']),
                        env=lab_env)
         assert not auto.failed, auto['msg']
         assert auto['method'] == 'db' and 'fell back to the database' in auto['method_reason']

@@ -2,7 +2,9 @@
 
 `get_server()` picks, in this order:
 
-1. the server named by ``STACKMENDER_TEST_MARIADB`` (``mysql://user:pass@host:port``);
+1. the server named by ``STACKMENDER_TEST_MARIADB`` (``mysql://user:pass@host:port``),
+   or, when it says ``private``, a scratch server of this process's own (see
+   :func:`start_private_server`; ``tools/test`` asks for it, one per test worker);
 2. a server answering on 127.0.0.1:3306 as root with an empty password;
 3. a private, throw-away server started in a temporary directory on a free
    port of 127.0.0.1, stopped and deleted at ``stop()`` or interpreter exit.
@@ -33,6 +35,10 @@ PROBE_TIMEOUT = 2  # seconds; a local server answers in milliseconds
 START_TIMEOUT = 60  # seconds for a private server to accept connections
 WORKDIR_PREFIX = "stackmender-mariadb-"
 OWNER_FILE = "owner.pid"  # pid of the process that started the server
+# A scratch server keeps its data in memory and never syncs: test databases are thrown away, and
+# each CREATE TABLE of a test's fresh databases then costs no file sync.
+SCRATCH_BASE = "/dev/shm"
+SCRATCH_ARGS = ("--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--innodb-flush-method=nosync")
 
 # Debian puts mariadbd in /usr/sbin, which is not on a normal user's PATH.
 _SERVER_BINARY_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec", "/usr/local/bin", "/usr/bin")
@@ -196,7 +202,8 @@ def _terminate_with_parent():
 def _remove_stale_workdirs():
     """Delete the directories of private servers whose test process died
     (killed before it could clean up; its server died with it)."""
-    for workdir in glob.glob(os.path.join(tempfile.gettempdir(), WORKDIR_PREFIX + "*")):
+    for workdir in [path for base in (tempfile.gettempdir(), SCRATCH_BASE)
+                    for path in glob.glob(os.path.join(base, WORKDIR_PREFIX + "*"))]:
         try:
             with open(os.path.join(workdir, OWNER_FILE), encoding="ascii") as handle:
                 owner = int(handle.read().strip())
@@ -210,10 +217,11 @@ def _remove_stale_workdirs():
             pass  # alive, another user's
 
 
-def start_private_server(extra_args=()):
+def start_private_server(extra_args=(), scratch=False):
     """Initialise a datadir in a temporary directory and start mariadbd on
     a free port of 127.0.0.1. Returns the handle once it accepts logins.
-    ``extra_args`` go to mariadbd (e.g. the wsrep options of a Galera node)."""
+    ``extra_args`` go to mariadbd (e.g. the wsrep options of a Galera node).
+    ``scratch``: data in memory (``/dev/shm`` where it is writable), no syncs."""
     mariadbd = _find_binary("mariadbd")
     install_db = _find_binary("mariadb-install-db")
     if not mariadbd or not install_db:
@@ -224,7 +232,10 @@ def start_private_server(extra_args=()):
         )
     _remove_stale_workdirs()
     as_root = os.geteuid() == 0
-    workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
+    in_memory = scratch and os.path.isdir(SCRATCH_BASE) and os.access(SCRATCH_BASE, os.W_OK)
+    workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=SCRATCH_BASE if in_memory else None)
+    if scratch:
+        extra_args = SCRATCH_ARGS + tuple(extra_args)
     with open(os.path.join(workdir, OWNER_FILE), "w", encoding="ascii") as handle:
         handle.write(str(os.getpid()))
     datadir = os.path.join(workdir, "data")
@@ -293,7 +304,9 @@ def get_server():
         if _server is not None and not _server.stopped:
             return _server
         env = os.environ.get(ENV_SERVER)
-        if env:
+        if env == "private":
+            server = start_private_server(scratch=True)
+        elif env:
             server = _parse_server_url(env)
             if not _answers(server, timeout=10):
                 raise MariaDBError(f"{ENV_SERVER} names {server.host}:{server.port}, which does not accept logins")

@@ -5,9 +5,11 @@ import os
 
 
 def table_rows(dbs, logical, table, order='id'):
-    """Every row of a table, as plain JSON-comparable dicts."""
-    rows = dbs.query(logical, 'SELECT * FROM `%s` ORDER BY `%s`' % (table, order))
-    return json.loads(json.dumps(rows, default=str))
+    """Every row of a table, as plain JSON-comparable dicts, in ``order`` (whole rows where it has no such column)."""
+    rows = json.loads(json.dumps(dbs.query(logical, 'SELECT * FROM `%s`' % table), default=str))
+    if rows and order not in rows[0]:
+        return sorted(rows, key=lambda row: json.dumps(row, sort_keys=True))
+    return sorted(rows, key=lambda row: (row[order] is None, row[order]))
 
 
 def one(dbs, logical, sql, *params):

@@ -112,7 +112,7 @@ def test_module_finds_the_removal_on_shared_storage_and_the_lost_backing_file(an
 
     # Bad input: a clear error naming the problem.
     missing = ansible('nova_image_cache_info', dict(config_files=[host['config'] + '.absent']))
-    assert missing.failed and 'cannot read %s.absent' % host['config'] in missing['msg']
+    assert missing.failed and 'cannot read config file %s.absent' % host['config'] in missing['msg']
     nowhere = ansible('nova_image_cache_info', dict(config_files=[host['config']],
                                                     instances_path=host['state'] + '/absent'))
     assert nowhere.failed and 'is not a directory on this host' in nowhere['msg']

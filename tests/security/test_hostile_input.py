@@ -209,8 +209,10 @@ def test_nova_bdm_purge_selectors(instance, volume):
 # End to end through Ansible: a clean failure, nothing written
 
 HOSTILE_IDS = ["'; DROP TABLE volumes; --", 'a\x00b', '', 'ünïcødé-☃-6b1a2f0e', '6b1a2f0e-3c55-4c1e-9a53-0d4c1f0b8a1g']
-HOSTILE_URLS = ["mysql+pymysql://u:p@h/cinder'; DROP DATABASE x; --", 'mysql+pymysql://u:p@h:99999/cinder',
-                'postgresql://u:p@h/cinder', 'mysql+pymysql://u:p@a\x00b/cinder']
+# A one-letter password would be masked wherever that letter appears (the option's name included):
+# these passwords appear nowhere else in a message.
+HOSTILE_URLS = ["mysql+pymysql://u:hostile7@h/cinder'; DROP DATABASE x; --", 'mysql+pymysql://u:hostile7@h:99999/cinder',
+                'postgresql://u:hostile7@h/cinder', 'mysql+pymysql://u:hostile7@a\x00b/cinder']
 
 
 def _hostile_values(kind, scenario_value):
@@ -259,6 +261,7 @@ def test_hostile_values_fail_cleanly_through_ansible(case, cloud, dbs, ansible, 
         result = run(case.module, dict(base, **{database_option: url}))
         assert result.failed and 'Traceback' not in result['msg'] and 'MODULE FAILURE' not in result['msg'], result
         assert database_option in result['msg'] or 'mysql://u@' in result['msg'], result['msg']
+        assert 'hostile7' not in result['msg'], result['msg']
     assert snapshot(dbs, scenario.tables) == before
 
 

@@ -6,7 +6,7 @@ from tests.security.module_cases import ModuleCase, Scenario
 
 CELL_TABLES = ['instances', 'instance_extra', 'instance_info_caches', 'instance_metadata', 'instance_system_metadata',
                'instance_faults', 'block_device_mapping', 'migrations', 'virtual_interfaces', 'instance_id_mappings',
-               'security_group_instance_association', 'console_auth_tokens']
+               'security_group_instance_association', 'console_auth_tokens', 'tags']
 # What every run reads in each cell database (cell0 included): the instance, its child tables, the services.
 CELL_READS = sorted(CELL_TABLES + ['services'])
 SOFT_DELETED = ['instances', 'instance_extra', 'instance_info_caches', 'instance_metadata', 'instance_system_metadata',
@@ -30,7 +30,7 @@ def _dead_compute(cloud, host):
 
 def _stranded(ctx, host='compute9'):
     """An instance on a dead compute with metadata, a fault, a finished migration, an action, a console token,
-    its allocations and an attached volume with attachment specs."""
+    a tag, its allocations and an attached volume with attachment specs."""
     cloud = ctx.cloud
     node = _dead_compute(cloud, host)
     instance = cloud.instance(host=host, task_state='deleting')
@@ -49,6 +49,7 @@ def _stranded(ctx, host='compute9'):
     cloud.insert('nova', 'console_auth_tokens', {'created_at': stamp, 'token_hash': uuid.uuid4().hex * 2,
                                                  'console_type': 'novnc', 'host': '192.0.2.10', 'port': 5900,
                                                  'instance_uuid': instance, 'expires': 2000000000})
+    cloud.insert('nova', 'tags', {'resource_id': instance, 'tag': 'stranded'})
     attached = cloud.attach_volume(instance)
     cloud.insert('cinder', 'attachment_specs', cloud._timestamps({'attachment_id': attached['attachment_id'],
                                                                   'key': 'mode', 'value': 'rw'}))
@@ -94,11 +95,11 @@ CASES = [
     ModuleCase(
         name='nova_instance_delete', module='nova_instance_delete',
         build=build_nova_instance_delete, refusal=refuse_nova_instance_delete,
-        grants={'nova': {'SELECT': CELL_READS, 'UPDATE': SOFT_DELETED, 'DELETE': ['console_auth_tokens']},
+        grants={'nova': {'SELECT': CELL_READS, 'UPDATE': SOFT_DELETED, 'DELETE': ['console_auth_tokens', 'tags']},
                 'nova_api': {'SELECT': ['cell_mappings', 'instance_mappings'], 'UPDATE': ['instance_mappings']},
                 'placement': {'SELECT': PLACEMENT_READS, 'DELETE': ['allocations', 'consumers']},
                 'cinder': {'SELECT': CINDER_TABLES, 'UPDATE': CINDER_TABLES}},
-        undo_grants={'nova': {'INSERT': ['console_auth_tokens']},
+        undo_grants={'nova': {'INSERT': ['console_auth_tokens', 'tags']},
                      'placement': {'INSERT': ['allocations', 'consumers']}},
         hostile_options={'instance': 'uuid_list', 'force_reason': 'free_text'},
         # The lab-like instance has no security group association and no virtual interface (no network).
@@ -110,7 +111,7 @@ CASES = [
         build=build_nova_instance_purge, refusal=refuse_nova_instance_delete,
         grants={'nova': {'SELECT': sorted(CELL_READS + ACTION_TABLES + ['share_mapping']),
                          'DELETE': sorted(CELL_TABLES + ACTION_TABLES)},
-                'nova_api': {'SELECT': ['cell_mappings'] + API_PURGED, 'DELETE': API_PURGED},
+                'nova_api': {'SELECT': ['build_requests', 'cell_mappings'] + API_PURGED, 'DELETE': API_PURGED},
                 'placement': {'SELECT': PLACEMENT_READS, 'DELETE': ['allocations', 'consumers']}},
         undo_grants={'nova': {'INSERT': sorted(CELL_TABLES + ACTION_TABLES)},
                      'nova_api': {'INSERT': API_PURGED},
@@ -118,7 +119,10 @@ CASES = [
         hostile_options={'instance': 'uuid_list'},
         # share_mapping is only read to refuse a purge that its rows would block; without the grant the
         # check is skipped and the foreign key stops the delete. No network, no group membership here.
+        # build_requests is read once the instance is in no cell (the re-run), to tell a purged
+        # instance from one still being built.
         unexercised=(('nova', 'SELECT', 'share_mapping'),
+                     ('nova_api', 'SELECT', 'build_requests'),
                      ('nova', 'DELETE', 'security_group_instance_association'),
                      ('nova', 'DELETE', 'virtual_interfaces'),
                      ('nova_api', 'DELETE', 'instance_group_member')),
