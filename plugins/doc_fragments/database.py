@@ -79,7 +79,7 @@ options:
         that is not set either, 60 seconds. A service that accepts the connection and never answers
         then fails the task with a message naming its URL, instead of holding it forever.
     type: int
-    version_added: 1.1.0
+    version_added: 0.1.0
   method:
     description:
       - How to make the change. V(api) uses the OpenStack APIs. V(db) changes the service

@@ -33,13 +33,13 @@ options:
         found a problem.
     type: bool
     default: false
-    version_added: 1.1.0
+    version_added: 0.1.0
   unverified_reason:
     description:
       - Why the run may go ahead without the guards that cannot look (what was checked by hand).
         Required with O(accept_unverified).
     type: str
-    version_added: 1.1.0
+    version_added: 0.1.0
   journal_dir:
     description:
       - Directory for the journal files of before-images, one per run that writes.

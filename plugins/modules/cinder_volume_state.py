@@ -214,14 +214,14 @@ unverified_guards:
     - guard: nova_bdm_live
       missing_option: nova_api_db (or nova_db)
       message: "Nova was not consulted, so nothing shows that no instance still uses the volume(s) to detach (6b1a...)"
-  version_added: 1.1.0
+  version_added: 0.1.0
 calls:
   description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
     A failure midway returns it too, and its message names the calls done and those not run.
   returned: when API calls ran
   type: list
   elements: dict
-  version_added: 1.1.0
+  version_added: 0.1.0
 guards:
   description: On refusal, each guard that failed, its message and the evidence rows.
   returned: failure by a guard

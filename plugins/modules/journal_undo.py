@@ -126,7 +126,7 @@ commit_outcomes:
     - Per database option of the journal, what its commit did and how that is known.
   returned: success
   type: dict
-  version_added: 1.1.0
+  version_added: 0.1.0
   sample:
     nova:cell1:
       outcome: committed

@@ -217,14 +217,14 @@ unverified_guards:
     - guard: cinder_attachment_live
       missing_option: cinder_db
       message: "Cinder was not consulted, so nothing shows that Cinder no longer attaches the volume(s) of ..."
-  version_added: 1.1.0
+  version_added: 0.1.0
 calls:
   description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
     A failure midway returns it too, and its message names the calls done and those not run.
   returned: when API calls ran
   type: list
   elements: dict
-  version_added: 1.1.0
+  version_added: 0.1.0
 guards:
   description: On refusal, each guard that failed, its message and the evidence rows.
   returned: failure by a guard

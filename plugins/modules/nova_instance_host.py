@@ -263,7 +263,7 @@ calls:
   returned: when API calls ran
   type: list
   elements: dict
-  version_added: 1.1.0
+  version_added: 0.1.0
 guards:
   description: On refusal, each guard that failed, its message and the evidence rows.
   returned: failure by a guard
