@@ -219,3 +219,29 @@ def test_audit_of_a_two_cell_cloud_reports_nothing_for_live_instances(ansible, d
     assert any('only the cell of nova_db was read' in note for note in audit['notes'])
     assert any('were not judged' in note and in_cell2 in note for note in audit['notes'])
     assert attached['volume_id']
+
+
+@pytest.mark.newest_release
+def test_network_info_cache_repair_lands_in_the_second_cell(ansible, dbs, cloud, journal_dir):
+    """A binding_failed cache of a cell2 instance is rebuilt in cell2's database; cell1's twin is untouched."""
+    from tests.integration.test_nova_network_info_cache import OVS_DETAILS, failed_migration_cache
+    cloud.compute_host('compute5', cell='cell2')
+    broken = cloud.instance(host='compute5', cell='cell2', vm_state='error', network_info=failed_migration_cache())
+    # The same broken cache in cell1: never touched by a repair of cell2's instance.
+    cloud.compute_host('compute1')
+    other = cloud.instance(host='compute1', vm_state='error', network_info=failed_migration_cache())
+    untouched = one(dbs, 'nova', 'SELECT network_info FROM instance_info_caches WHERE instance_uuid = %s', other)
+
+    def rebuilt():
+        row = one(dbs, 'nova_cell2', 'SELECT network_info FROM instance_info_caches WHERE instance_uuid = %s', broken)
+        vifs = json.loads(row['network_info'])
+        assert [vif['type'] for vif in vifs] == ['ovs'] and vifs[0]['details'] == OVS_DETAILS
+        assert one(dbs, 'nova', 'SELECT network_info FROM instance_info_caches WHERE instance_uuid = %s',
+                   other) == untouched
+
+    tables = [(logical, table) for logical in ('nova', 'nova_cell2') for table in ('instances', 'instance_info_caches')]
+    applied = run_full_cycle(ansible, dbs, 'nova_network_info_cache', db_args(
+        dbs, 'nova_api', instance=[broken], vif_type='ovs', binding_host='compute5', vif_details=OVS_DETAILS,
+        journal_dir=journal_dir), tables, rebuilt)
+    assert applied['plan'][0]['database'] == 'nova:cell2'
+    assert set(load_journal(applied['journal'])['commits']) == {'nova:cell2'}
