@@ -284,30 +284,6 @@ def test_wrong_password_and_secrets_never_shown(ansible, dbs, cloud, journal_dir
 
 
 @pytest.mark.newest_release
-def test_rows_changed_between_plan_and_undo_are_refused(ansible, dbs, cloud, journal_dir):
-    volume = cloud.volume(status='detaching')
-    applied = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, status='available', journal_dir=journal_dir))
-    assert applied.changed
-    dbs.execute('cinder', "UPDATE volumes SET status = 'in-use' WHERE id = %s", (volume,))
-    undo_args = db_args(dbs, 'cinder', journal=applied['journal'], journal_dir=journal_dir)
-    refused = ansible('journal_undo', undo_args)
-    assert_clean_failure(refused, 'changed since the run')
-    assert refused['guards'][0]['evidence'][0]['now']['status'] == 'in-use'
-    assert dbs.query('cinder', 'SELECT status FROM volumes WHERE id = %s', (volume,))[0]['status'] == 'in-use'
-    forced = ansible('journal_undo', dict(undo_args, force=True, force_reason='operator re-checked'))
-    assert forced.changed
-    assert dbs.query('cinder', 'SELECT status FROM volumes WHERE id = %s', (volume,))[0]['status'] == 'detaching'
-
-
-@pytest.mark.newest_release
-def test_undo_refuses_a_different_database(ansible, dbs, cloud, journal_dir):
-    volume = cloud.volume(status='detaching')
-    applied = ansible(MODULE, db_args(dbs, 'cinder', volume=volume, status='available', journal_dir=journal_dir))
-    wrong = dict(journal=applied['journal'], journal_dir=journal_dir, cinder_db=dbs.url('nova'))
-    assert_clean_failure(ansible('journal_undo', wrong), 'the journal was written for database')
-
-
-@pytest.mark.newest_release
 def test_schema_is_probed_before_planning(ansible, dbs, cloud, journal_dir):
     volume = cloud.volume(status='detaching')
     wrong_database = ansible(MODULE, dict(volume=volume, status='available', journal_dir=journal_dir,
