@@ -187,12 +187,13 @@ FAILED = 'failed'
 NOT_RUN = 'not run'
 
 
-def run_calls(calls):
+def run_calls(calls, progress=None):
     """Execute planned calls in order; a failure says which calls were done, which failed, which never ran.
 
     The ApiError raised carries ``calls``: every call of the plan (as in the result's ``plan``)
     with its ``outcome`` (done, failed or not run), so the operator knows what the cloud
-    already holds. Returns the same list when every call was done.
+    already holds. Returns the same list when every call was done. ``progress`` is given
+    that list after each call that succeeded (the journal of the run keeps it on disk).
     """
     outcomes = [NOT_RUN] * len(calls)
     for index, call in enumerate(calls):
@@ -205,11 +206,13 @@ def run_calls(calls):
                 done = [_call_name(calls[number]) for number, outcome in enumerate(outcomes) if outcome == DONE]
                 skipped = [_call_name(calls[number]) for number, outcome in enumerate(outcomes) if outcome == NOT_RUN]
                 error.msg = ('%s. API call %d of %d failed; done before it: %s; not run: %s. The calls done are not '
-                             'undone: re-run this task to plan again from the current state'
+                             'undone (the journal lists them): re-run this task to plan again from the current state'
                              % (error.msg, index + 1, len(calls), ', '.join(done) or 'none',
                                 ', '.join(skipped) or 'none'))
             raise
         outcomes[index] = DONE
+        if progress is not None and index + 1 < len(calls):
+            progress(_call_outcomes(calls, outcomes))
     return _call_outcomes(calls, outcomes)
 
 

@@ -9,6 +9,10 @@ still holds its row locks and before it commits, with status ``pending``;
 after the commit it is rewritten as ``committed``, after a rollback as
 ``rolled_back``, and ``incomplete`` when a commit's outcome is unknown (the
 connection died during it). ``journal_undo`` replays ``entries`` backwards.
+A run on the API path (``method: api``) has a journal too: no rows, but its
+``calls``, each with its outcome (done, failed, not run), rewritten as each call
+ends; ``calls_failed`` when one failed. The cloud's API has no undo of them, so
+``journal_undo`` refuses such a journal and says why.
 Journals hold no database or cloud credentials: databases are named by server and
 schema only. They do hold whole rows, with the secrets some columns keep (see
 redaction.py), because undo needs them: a journal is a 0600 file in a directory
@@ -42,7 +46,9 @@ PENDING = 'pending'
 COMMITTED = 'committed'
 ROLLED_BACK = 'rolled_back'
 INCOMPLETE = 'incomplete'
-STATUSES = (PENDING, COMMITTED, ROLLED_BACK, INCOMPLETE)
+CALLS_FAILED = 'calls_failed'  # an API run: a call failed (the calls list says which were done)
+STATUSES = (PENDING, COMMITTED, ROLLED_BACK, INCOMPLETE, CALLS_FAILED)
+API_METHOD = 'api'
 
 
 def default_journal_dir():
@@ -89,7 +95,7 @@ def _utc_stamp():
 class Journal(object):
     """The journal of one run, created before its first commit."""
 
-    def __init__(self, directory, module, arguments, databases, force=False, force_reason=None):
+    def __init__(self, directory, module, arguments, databases, force=False, force_reason=None, method='db'):
         self.directory = os.path.abspath(os.path.expanduser(directory or default_journal_dir()))
         self.run_id = str(uuid.uuid4())
         stamp = datetime.datetime.utcnow().strftime('%Y%m%dT%H%M%SZ')
@@ -107,6 +113,8 @@ class Journal(object):
             'commits': {},
             'entries': [],
         }
+        if method == API_METHOD:
+            self.document.update(method=API_METHOD, calls=[])
         # True once the file exists on disk (a later rewrite must then record how the run ended).
         self.written = False
 

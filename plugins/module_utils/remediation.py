@@ -36,6 +36,8 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.errors impor
     StackmenderError,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
+    API_METHOD,
+    CALLS_FAILED,
     COMMITTED,
     INCOMPLETE,
     ROLLED_BACK,
@@ -424,17 +426,40 @@ class RemediationModule(object):
                 return
             path = following
 
-    def _apply_db(self, plan, result):
+    def _new_journal(self, plan, method='db'):
+        """The journal of this run, its directory checked, with what the operator accepted."""
         journal = Journal(self.params.get('journal_dir'), self.module_name, self._journal_arguments(),
-                          self._database_identities(), self.params['force'], self.params.get('force_reason'))
+                          self._database_identities() if method != API_METHOD else {}, self.params['force'],
+                          self.params.get('force_reason'), method=method)
         journal.prepare_directory()
         if self.params['force']:
             journal.document['forced_guards'] = [guard.to_result() for guard in plan.guards]
-        if plan.resumes:
-            journal.document['resumes'] = plan.resumes
         if plan.blind_spots:
             journal.document['unverified_guards'] = [spot.to_result() for spot in plan.blind_spots]
             journal.document['unverified_reason'] = self.params.get('unverified_reason')
+        return journal
+
+    def _run_calls(self, plan):
+        """Run the plan's API calls; their journal has each call's outcome on disk as soon as it is known.
+
+        Returns (outcomes, journal path). A failure carries the journal's path; the calls done are
+        not undone (the API has no undo of them): the journal and the message say which they are.
+        """
+        journal = self._new_journal(plan, method=API_METHOD)
+        journal.write(calls=redaction.redact([dict(call.describe(), outcome=api.NOT_RUN) for call in plan.calls]))
+        try:
+            outcomes = api.run_calls(plan.calls, progress=lambda done: journal.write(calls=redaction.redact(done)))
+        except StackmenderError as error:
+            journal.write(CALLS_FAILED, calls=redaction.redact(error.details.get('calls') or []))
+            error.details.setdefault('journal', journal.path)
+            raise
+        journal.write(COMMITTED, calls=redaction.redact(outcomes))
+        return outcomes, journal.path
+
+    def _apply_db(self, plan, result):
+        journal = self._new_journal(plan)
+        if plan.resumes:
+            journal.document['resumes'] = plan.resumes
         written_options = []
         for change in plan.changes:
             if change.database not in written_options:
@@ -573,7 +598,7 @@ class RemediationModule(object):
                 result['msg'] = 'check mode: %s, nothing written' % self._summary(plan)
                 self._finish(result, plan)
             if method == 'api':
-                result['calls'] = api.run_calls(plan.calls)
+                result['calls'], result['journal'] = self._run_calls(plan)
                 try:
                     self.verify_api(plan)
                 except StackmenderError as error:

@@ -151,7 +151,7 @@ msg:
   sample: "2 volume(s) to change (5 row change(s)), applied"
 method:
   description: The path taken, V(db) or V(api). On the API path RV(plan) lists API calls
-    (C(kind=api), service, call, microversion, arguments) and RV(journal) is V(null).
+    (C(kind=api), service, call, microversion, arguments) and RV(journal) lists them with their outcomes.
   returned: success
   type: str
   sample: db

@@ -30,6 +30,9 @@ description:
     before-images, it did not. A mix is refused, with the rows as evidence, even with O(force).
   - The undone journal is marked as undone, so that a re-run of the original task plans afresh
     instead of finishing the undone run.
+  - A journal of a run on the API path (O(method=api)) lists the API calls and their outcomes, not
+    rows. The cloud's API has no undo of them, so such a journal is refused, naming the calls that
+    were done.
 author:
   - stackmender developers (@stackmender)
 extends_documentation_fragment:
@@ -143,6 +146,7 @@ notes:
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
+    API_METHOD,
     COMMITTED,
     ROLLED_BACK,
     load_journal,
@@ -243,6 +247,12 @@ class JournalUndo(RemediationModule):
 
     def validate(self):
         self.document = load_journal(self.params['journal'])
+        if self.document.get('method') == API_METHOD:
+            done = [call for call in self.document.get('calls') or [] if call.get('outcome') == 'done']
+            raise InputError('journal %s records API calls (method=api), not database rows: the cloud has no undo '
+                             'of them, so nothing was changed. Of its %d call(s), %d were done: %s'
+                             % (self.params['journal'], len(self.document.get('calls') or []), len(done),
+                                ', '.join('%s %s' % (call.get('service'), call.get('call')) for call in done) or 'none'))
 
     def choose_method(self):
         if self.params['method'] == 'api':

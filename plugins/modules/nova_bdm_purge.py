@@ -151,7 +151,7 @@ msg:
   sample: "1 block device mapping(s) of 1 instance(s) to soft-delete, applied"
 method:
   description: The path taken, V(db) or V(api). On the API path RV(plan) lists API calls
-    (C(kind=api), service, call, microversion, arguments) and RV(journal) is V(null).
+    (C(kind=api), service, call, microversion, arguments) and RV(journal) lists them with their outcomes.
   returned: success
   type: str
   sample: db

@@ -199,7 +199,8 @@ diff:
   returned: in diff mode, when something changes
   type: dict
 journal:
-  description: Path of the journal of before-images; V(null) in check mode, on the API path, or when nothing changed.
+  description: Path of the journal of before-images (on the API path, of the calls and their outcomes);
+    V(null) in check mode or when nothing changed.
   returned: success
   type: str
 instances:

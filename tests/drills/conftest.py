@@ -148,3 +148,14 @@ def attach(member, admin, server, volume):
     """Attach through Nova and wait until Cinder says in-use."""
     member.compute.create_volume_attachment(server, volume_id=volume.id)
     return wait_status(admin, volume.id, 'in-use')
+
+
+def assert_call_journal(result):
+    """An applied API run's journal: its calls, every one done, as the result says; no rows to undo."""
+    from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+    assert result['journal'], result
+    document = load_journal(result['journal'])
+    assert document['method'] == 'api' and document['status'] == 'committed' and document['entries'] == []
+    assert [call['outcome'] for call in document['calls']] == ['done'] * len(result['plan'])
+    assert [call['call'] for call in document['calls']] == [call['call'] for call in result['calls']]
+    return document

@@ -8,7 +8,7 @@ volume can be attached again afterwards.
 
 import pytest
 
-from tests.drills.conftest import attach, new_server, new_volume, wait_status
+from tests.drills.conftest import assert_call_journal, attach, new_server, new_volume, wait_status
 from tests.integration.helpers import assert_clean_failure
 
 MODULE = 'nova_bdm_purge'
@@ -46,7 +46,7 @@ def test_detach_through_nova_while_cinder_holds_the_attachment(
 
     applied = ansible(MODULE, args, env=lab_env)
     assert not applied.failed and applied.changed, applied.get('msg')
-    assert applied['journal'] is None
+    assert_call_journal(applied)
     assert admin.block_storage.get_volume(volume.id).status == 'available'
     assert not [a for a in admin.compute.volume_attachments(server.id) if a.volume_id == volume.id]
     assert not live_bdms(sql, server.id, volume.id)

@@ -11,7 +11,7 @@ and is enabled again.
 
 import pytest
 
-from tests.drills.conftest import compute_service, new_server, wait_for
+from tests.drills.conftest import assert_call_journal, compute_service, new_server, wait_for
 from tests.integration.helpers import assert_clean_failure
 
 MODULE = 'nova_instance_host'
@@ -55,7 +55,8 @@ def test_dead_compute_is_fenced_and_its_server_evacuated(ansible, lab_client, ad
 
     applied = ansible(MODULE, args, env=lab_env)
     assert not applied.failed and applied.changed, applied['msg']
-    assert applied['method'] == 'api' and applied['journal'] is None
+    assert applied['method'] == 'api'
+    assert_call_journal(applied)
     evacuation = applied['evacuations'][0]
     assert (evacuation['microversion'], evacuation['status'], evacuation['power_state'],
             evacuation['power_state_name'], evacuation['host']) == ('2.68', 'ACTIVE', 1, 'running', TARGET)

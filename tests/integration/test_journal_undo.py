@@ -93,3 +93,17 @@ def test_a_missing_or_damaged_journal_fails_clearly_and_writes_nothing(ansible, 
     other = ansible('journal_undo', db_args(dbs, 'cinder', journal=str(not_a_journal), journal_dir=journal_dir))
     assert_clean_failure(other, 'other.json')
     assert snapshot(dbs, TABLES) == before
+
+
+@pytest.mark.newest_release
+def test_the_journal_of_an_api_run_is_refused_naming_the_calls_done(ansible, dbs, journal_dir):
+    from ansible_collections.stackmender.openstack.plugins.module_utils.journal import CALLS_FAILED, Journal
+    journal = Journal(journal_dir, 'stackmender.openstack.cinder_volume_state', {'volume': ['v1']}, {},
+                      method='api')
+    journal.prepare_directory()
+    journal.write(CALLS_FAILED, calls=[
+        dict(kind='api', service='block-storage', call='DELETE /attachments/a1', outcome='done'),
+        dict(kind='api', service='block-storage', call='os-reset_status', outcome='failed')])
+    refused = ansible('journal_undo', db_args(dbs, 'cinder', journal=journal.path, journal_dir=journal_dir))
+    assert_clean_failure(refused, 'records API calls (method=api)')
+    assert 'Of its 2 call(s), 1 were done: block-storage DELETE /attachments/a1' in refused['msg']

@@ -11,6 +11,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils import cloud
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
 from ansible_collections.stackmender.openstack.plugins.module_utils import remediation
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
 
 
 class Recorder(object):
@@ -149,3 +150,44 @@ def test_api_requests_are_always_bounded(monkeypatch, api_timeout, cloud_timeout
     connection = api.connect('production', api_timeout)
     assert fake.kwargs == dict(passed, cloud='production')
     assert connection.session.timeout == effective
+
+
+class CallRun(remediation.RemediationModule):
+    """The base's API-call runner alone: no Ansible module, no database."""
+
+    module_name = 'stackmender.openstack.cinder_volume_state'
+
+    def __init__(self, journal_dir, **params):  # pylint: disable=super-init-not-called
+        self.params = dict(dict(journal_dir=journal_dir, force=False, force_reason=None, accept_unverified=False,
+                                unverified_reason=None, volume=['v1']), **params)
+        self.targets = {}
+
+    def _journal_arguments(self):
+        return dict(volume=self.params['volume'])
+
+
+class CallPlan(object):
+    def __init__(self, calls):
+        self.calls, self.guards, self.blind_spots = calls, [], []
+
+
+def test_an_api_run_journals_every_call_with_its_outcome(tmp_path):
+    recorder = Recorder()
+    calls = [recorder.call(name) for name in ('DELETE /attachments/a1', 'os-reset_status')]
+    outcomes, path = CallRun(str(tmp_path))._run_calls(CallPlan(calls))
+    document = load_journal(path)
+    assert document['method'] == 'api' and document['status'] == 'committed' and document['entries'] == []
+    assert document['calls'] == outcomes and [call['outcome'] for call in outcomes] == ['done', 'done']
+    assert document['arguments'] == {'volume': ['v1']} and document['databases'] == {}
+
+
+def test_an_api_run_that_fails_midway_leaves_a_journal_naming_what_was_done(tmp_path):
+    names = ['DELETE /attachments/a1', 'os-reset_status', 'DELETE /attachments/a3']
+    recorder = Recorder(failing='os-reset_status')
+    with pytest.raises(ApiError) as raised:
+        CallRun(str(tmp_path))._run_calls(CallPlan([recorder.call(name) for name in names]))
+    document = load_journal(raised.value.details['journal'])
+    assert document['status'] == 'calls_failed'
+    assert [(call['call'], call['outcome']) for call in document['calls']] == [
+        ('DELETE /attachments/a1', 'done'), ('os-reset_status', 'failed'), ('DELETE /attachments/a3', 'not run')]
+    assert 'the journal lists them' in raised.value.msg
