@@ -46,8 +46,6 @@ SEVERITIES = ('critical', 'error', 'warning', 'info')
 
 # Volume and snapshot statuses that mean an operation is in flight.
 STUCK_STATUSES = ('attaching', 'detaching', 'creating', 'deleting', 'reserved', 'error_deleting', 'migrating')
-# Volume migration_status values of a migration in flight.
-VOLUME_MIGRATION_IN_FLIGHT = ('migrating', 'starting', 'completing')
 # Nova migration statuses after which nothing more happens (nova's in-progress filter).
 MIGRATION_DONE = nova.FINISHED_MIGRATION_STATUSES
 # Placement trait of providers whose inventory is shared with compute nodes through aggregates.
@@ -597,7 +595,7 @@ def volume_attached_without_bdm(audit, spec):
     # Transitional statuses belong to volume_stuck; migration targets are Cinder's own temporary volumes.
     candidates = [volume_id for volume_id, (status, _attach, migration) in audit.inuse_volumes().items()
                   if volume_id not in referenced and status not in STUCK_STATUSES
-                  and not (migration or '').startswith('target:')]
+                  and not (migration or '').startswith(cinder.MIGRATION_TARGET_PREFIX)]
     if not candidates:
         return
     volumes = audit.volume_rows(candidates)
@@ -733,12 +731,14 @@ def volume_stuck(audit, spec):
     schema.require('volumes', VOLUME_COLUMNS, purpose='find volumes stuck in a transitional status')
     now = audit.now(CINDER)
     cutoff = now - datetime.timedelta(seconds=audit.options.stuck_after[spec.name])
+    # A migration in flight is what the Cinder modules call one (cinder.is_migrating); SQL only narrows.
     rows = audit.rows(
-        CINDER, 'SELECT %s FROM volumes v WHERE v.deleted = 0 AND (v.status IN (%s) OR v.migration_status IN (%s)) '
+        CINDER, 'SELECT %s FROM volumes v WHERE v.deleted = 0 AND (v.status IN (%s) OR %s) '
                 'AND COALESCE(v.updated_at, v.created_at) <= %%s ORDER BY v.id'
         % (columns_sql('v', VOLUME_COLUMNS), placeholders(len(STUCK_STATUSES)),
-           placeholders(len(VOLUME_MIGRATION_IN_FLIGHT))),
-        list(STUCK_STATUSES) + list(VOLUME_MIGRATION_IN_FLIGHT) + [cutoff])
+           cinder.migrating_condition('v.migration_status')),
+        list(STUCK_STATUSES) + cinder.migrating_condition_params() + [cutoff])
+    rows = [row for row in rows if row['status'] in STUCK_STATUSES or cinder.is_migrating(row['migration_status'])]
     if not rows:
         return
     ids = [row['id'] for row in rows]
@@ -755,7 +755,7 @@ def volume_stuck(audit, spec):
         attached = [row for row in attachments.get(volume_id, []) if row['attach_status'] == 'attached']
         nova_rows = None if bdms is None else bdms.get(volume_id, [])
         fix, hint = None, None
-        if volume['migration_status'] in VOLUME_MIGRATION_IN_FLIGHT or status == 'migrating':
+        if cinder.is_migrating(volume['migration_status']) or status == 'migrating':
             what = 'migration_status %s' % volume['migration_status']
             fix = repair('cinder_volume_state', volume=[volume_id], migration_status='error')
             hint = 'ends the migration as failed; check the destination volume and re-audit'

@@ -51,9 +51,26 @@ VOLUME_DEPENDENT_TABLES = ('volume_metadata', 'volume_admin_metadata', 'snapshot
                            'volume_glance_metadata', 'volume_attachment')
 
 
+# A migration's destination volume carries ``target:<source volume id>`` until the migration ends.
+MIGRATION_TARGET_PREFIX = 'target:'
+
+
 def is_migrating(migration_status):
     value = migration_status or ''
-    return value in MIGRATION_IN_FLIGHT or value.startswith('target:')
+    return value in MIGRATION_IN_FLIGHT or value.startswith(MIGRATION_TARGET_PREFIX)
+
+
+def migrating_condition(column):
+    """SQL narrowing rows to those whose ``column`` may be a migration in flight (:func:`is_migrating`).
+
+    Parameters: :func:`migrating_condition_params`. The comparison follows the column's collation,
+    so callers still check each row with :func:`is_migrating`.
+    """
+    return '(%s IN (%s) OR %s LIKE %%s)' % (column, placeholders(len(MIGRATION_IN_FLIGHT)), column)
+
+
+def migrating_condition_params():
+    return list(MIGRATION_IN_FLIGHT) + [MIGRATION_TARGET_PREFIX + '%']
 
 
 def split_host(value):

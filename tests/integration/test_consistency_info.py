@@ -608,6 +608,39 @@ def test_every_suggested_repair_run_as_given_clears_its_finding(ansible, dbs, cl
     assert [vif['type'] for vif in cache] == ['ovs']
 
 
+def test_a_migration_in_flight_is_what_the_cinder_modules_call_one(ansible, dbs, cloud, journal_dir):
+    """migration_status deleting and target:<uuid> are migrations in flight for the Cinder modules
+    (cinder.is_migrating): cinder_volume_state refuses to reset such a volume and leave the migration,
+    and the audit reports it as a stuck migration whose repair ends it. A finished migration is neither."""
+    cloud.cinder_service('cinder@lvm')
+    in_flight = {}
+    for migration_status in ('deleting', 'target:' + new_uuid(), 'migrating'):
+        volume = cloud.volume(status='available', migration_status=migration_status)
+        age(dbs, 'cinder', 'volumes', 'id', volume)
+        in_flight[volume] = migration_status
+    done = cloud.volume(status='available', migration_status='success')
+    age(dbs, 'cinder', 'volumes', 'id', done)
+    findings = by_key(audit(ansible, dbs, 'cinder', classes=['volume_stuck']))
+    assert set(findings) == set('volume_stuck:volume/' + volume for volume in in_flight)
+
+    for volume, migration_status in sorted(in_flight.items()):
+        found = findings['volume_stuck:volume/' + volume]
+        assert found['resources']['migration_status'] == migration_status
+        assert 'migration_status ' + migration_status in found['message']
+        assert found['repair'] == {'module': 'stackmender.openstack.cinder_volume_state',
+                                   'args': {'volume': [volume], 'migration_status': 'error'}}
+        refused = ansible('cinder_volume_state', db_args(dbs, 'cinder', 'nova_api', volume=[volume], status='error',
+                                                         journal_dir=journal_dir), check=True)
+        assert refused.failed and [guard['guard'] for guard in refused['guards']] == ['volume_migrating'], volume
+        applied = ansible('cinder_volume_state', db_args(dbs, 'cinder', 'nova_api', journal_dir=journal_dir,
+                                                         **found['repair']['args']))
+        assert not applied.failed and applied.changed, applied.get('msg')
+    finished = ansible('cinder_volume_state', db_args(dbs, 'cinder', 'nova_api', volume=[done], status='error',
+                                                      journal_dir=journal_dir), check=True)
+    assert not finished.failed and finished.changed, finished.get('msg')
+    assert audit(ansible, dbs, 'cinder', classes=['volume_stuck'])['findings'] == []
+
+
 @pytest.mark.newest_release
 def test_bad_input_fails_clearly(ansible, dbs, cloud):
     cloud.volume()
