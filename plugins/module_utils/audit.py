@@ -28,6 +28,7 @@ import datetime
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils import instance_records
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import cells as nova_cells
 from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
@@ -66,13 +67,13 @@ DEFAULT_SERVICE_DOWN_TIME = 60
 # Ids listed per table in findings that aggregate rows; the count is always exact.
 SHOWN_IDS = 50
 
-# Child tables whose live rows must go when their parent is soft-deleted
-# (what nova's instance_destroy and cinder's volume_destroy soft-delete).
-NOVA_CHILD_TABLES = ('block_device_mapping', 'instance_info_caches', 'instance_extra', 'instance_metadata',
-                     'instance_system_metadata', 'instance_faults', 'virtual_interfaces', 'migrations',
-                     'security_group_instance_association')
-CINDER_VOLUME_CHILD_TABLES = ('volume_metadata', 'volume_admin_metadata', 'volume_glance_metadata', 'snapshots',
-                              'transfers')
+# Child tables whose live rows must go when their parent is soft-deleted: what nova's instance_destroy
+# and cinder's volume_destroy soft-delete, as (table, column naming the parent). Live attachments of
+# deleted volumes have their own class (attachment_of_deleted_volume).
+NOVA_CHILD_TABLES = instance_records.CHILD_TABLES
+CINDER_VOLUME_CHILD_TABLES = tuple((table, 'volume_id') for table in cinder.VOLUME_DEPENDENT_TABLES
+                                   if table != 'volume_attachment')
+CINDER_SNAPSHOT_CHILD_TABLES = (('snapshot_metadata', 'snapshot_id'),)
 # Tables checked for soft-deleted rows without deleted_at.
 NOVA_SOFT_DELETE_TABLES = ('instances', 'block_device_mapping', 'migrations', 'services', 'compute_nodes')
 CINDER_SOFT_DELETE_TABLES = ('volumes', 'volume_attachment', 'snapshots', 'services', 'backups', 'groups',
@@ -1378,8 +1379,8 @@ def instance_mapping_missing(audit, spec):
 # Soft-delete bookkeeping
 
 
-def _children(audit, option, parent_table, parent_key, child_key, tables, schema):
-    for table in tables:
+def _children(audit, option, parent_table, parent_key, tables, schema):
+    for table, child_key in tables:
         if not (schema.has(table, child_key) and schema.has(table, 'deleted') and schema.has(table, 'id')):
             continue
         extra = ', p.project_id' if schema.has(parent_table, 'project_id') else ', NULL'
@@ -1399,17 +1400,17 @@ def live_child_of_deleted_parent(audit, spec):
         for cell in audit.cells():
             schema = audit.nova_schema(cell)
             for table, child_id, parent, deleted_at, project, host in _children(
-                    audit, cell.option, 'instances', 'uuid', 'instance_uuid', NOVA_CHILD_TABLES, schema):
+                    audit, cell.option, 'instances', 'uuid', NOVA_CHILD_TABLES, schema):
                 groups.setdefault((cell.option, 'instance', parent, table), [deleted_at, project, host, []])[3].append(child_id)
     else:
         audit.note('live_child_of_deleted_parent: Nova not read (give nova_db or nova_api_db)')
     if audit.has('cinder'):
         schema = audit.schema(CINDER, 'cinder')
         for table, child_id, parent, deleted_at, project, host in _children(
-                audit, CINDER, 'volumes', 'id', 'volume_id', CINDER_VOLUME_CHILD_TABLES, schema):
+                audit, CINDER, 'volumes', 'id', CINDER_VOLUME_CHILD_TABLES, schema):
             groups.setdefault((CINDER, 'volume', parent, table), [deleted_at, project, host, []])[3].append(child_id)
         for table, child_id, parent, deleted_at, project, host in _children(
-                audit, CINDER, 'snapshots', 'id', 'snapshot_id', ('snapshot_metadata',), schema):
+                audit, CINDER, 'snapshots', 'id', CINDER_SNAPSHOT_CHILD_TABLES, schema):
             groups.setdefault((CINDER, 'snapshot', parent, table), [deleted_at, project, host, []])[3].append(child_id)
     else:
         audit.note('live_child_of_deleted_parent: Cinder not read (give cinder_db)')

@@ -642,6 +642,30 @@ def test_a_migration_in_flight_is_what_the_cinder_modules_call_one(ansible, dbs,
 
 
 @pytest.mark.newest_release
+def test_live_children_are_those_the_destroys_soft_delete(ansible, dbs, cloud):
+    """live_child_of_deleted_parent reads the child tables the delete modules follow (instance_records,
+    cinder): the EC2 id mapping of an instance, keyed by uuid, is one of them; a live attachment of a
+    deleted volume is left to attachment_of_deleted_volume."""
+    cloud.compute_host('controller1')
+    cloud.cinder_service('cinder@lvm')
+    instance = cloud.instance(host='controller1', network_info=cloud.network_info())
+    cloud.destroy_instance(instance)
+    dbs.execute('nova', 'UPDATE instance_id_mappings SET deleted = 0, deleted_at = NULL WHERE uuid = %s', (instance,))
+    volume = cloud.volume(status='in-use', attach_status='attached')
+    attachment = cloud.attachment(volume, instance, 'controller1')
+    cloud.destroy_volume(volume)
+    for table in ('volume_attachment', 'volume_admin_metadata'):
+        dbs.execute('cinder', 'UPDATE `%s` SET deleted = 0, deleted_at = NULL WHERE volume_id = %%s' % table, (volume,))
+    result = audit(ansible, dbs, 'cinder', 'nova_api',
+                   classes=['live_child_of_deleted_parent', 'attachment_of_deleted_volume'])
+    assert found_keys(result) == {
+        'live_child_of_deleted_parent': {
+            'live_child_of_deleted_parent:nova:cell1/instance/%s/instance_id_mappings' % instance,
+            'live_child_of_deleted_parent:cinder_db/volume/%s/volume_admin_metadata' % volume},
+        'attachment_of_deleted_volume': {'attachment_of_deleted_volume:attachment/' + attachment}}
+
+
+@pytest.mark.newest_release
 def test_bad_input_fails_clearly(ansible, dbs, cloud):
     cloud.volume()
     cases = [
