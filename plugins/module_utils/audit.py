@@ -22,13 +22,13 @@ info or database URLs), its age, and the module call that repairs it, or
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import json
 import time
 import datetime
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
 from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
 from ansible_collections.stackmender.openstack.plugins.module_utils import instance_records
+from ansible_collections.stackmender.openstack.plugins.module_utils import network_info
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import cells as nova_cells
 from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
@@ -1112,24 +1112,53 @@ def migration_unfinished(audit, spec):
                 key='%s/migration/%s' % (cell.option, row['id']), fix=fix, hint=hint)
 
 
-# Text that marks a cache worth reading in full: a failed binding, a leftover migrating_to, a VIF
-# without network (Nova writes the cache with json.dumps). One LIKE each in _info_cache_rows.
-CACHE_MARKERS = ('binding_failed', 'migrating_to', '"network": null')
+# The class each defect of a cached VIF belongs to. What is a defect is network_info.vif_defects's call,
+# the rule nova_network_info_cache repairs by.
+DEFECT_CLASSES = {
+    network_info.DEFECT_BINDING_FAILED: 'info_cache_binding_failed',
+    network_info.DEFECT_UNBOUND: 'info_cache_binding_failed',
+    network_info.DEFECT_MIGRATING_TO: 'info_cache_migrating_to',
+    network_info.DEFECT_NO_NETWORK: 'info_cache_vif_without_network',
+}
+# Text that marks a cache worth reading in full: a binding type that is no binding, a leftover
+# migrating_to. One LIKE each in _info_cache_rows.
+CACHE_MARKERS = network_info.FAILED_VIF_TYPES + (network_info.MIGRATING_TO,)
+# A VIF's network as Nova writes it (json.dumps): a cache with fewer of these than VIFs has a VIF whose
+# network is null, missing, empty or not an object.
+NETWORK_MARK = '"network": {"'
+
+
+def cache_defects(text):
+    """(VIFs, {class: [VIF]}) of a cache's text, the defects as network_info.vif_defects finds them.
+
+    A cache nova_network_info_cache cannot read (it refuses to repair one) has no VIFs and no defects.
+    """
+    try:
+        vifs = network_info.parse_cache(text)
+    except network_info.CacheUnreadable:
+        return [], {}
+    by_class = {}
+    for vif in vifs:
+        for name in sorted(set(DEFECT_CLASSES[defect] for defect in network_info.vif_defects(vif))):
+            by_class.setdefault(name, []).append(vif)
+    return vifs, by_class
 
 
 def _info_cache_rows(audit, cell):
-    """Live instances of a cell whose info cache is missing, short (NULL, empty, []) or mentions a failed
-    binding or a migrating_to profile: one sequential scan of the caches flags them (LIKE only
-    narrows, the JSON decides), then only the flagged rows are read in full."""
+    """Live instances of a cell whose info cache is missing, short (NULL, empty, []) or may hold a defect:
+    one sequential scan of the caches flags them (the SQL only narrows, cache_defects decides), then only
+    the flagged rows are read in full."""
     def read():
         audit.nova_schema(cell).require('instance_info_caches', ('id', 'instance_uuid', 'network_info', 'deleted'),
                                         purpose='read the network info caches')
-        flags = audit.packed(
-            cell.option, ('c.id', 'c.instance_uuid',
-                          "CASE WHEN c.deleted <> 0 THEN 'deleted' WHEN c.network_info IS NULL "
-                          "OR LENGTH(c.network_info) < 8 OR c.network_info LIKE %s OR c.network_info LIKE %s "
-                          "OR c.network_info LIKE %s THEN 'look' ELSE '' END"),
-            'FROM instance_info_caches c', 'c.id DIV 1000', tuple('%' + marker + '%' for marker in CACHE_MARKERS))
+        # Byte comparisons (LIKE BINARY, REPLACE), as exact as the JSON's, and faster than a collation's.
+        flag = ("CASE WHEN c.deleted <> 0 THEN 'deleted' WHEN c.network_info IS NULL OR LENGTH(c.network_info) < 8 "
+                "OR %s OR CASE WHEN JSON_VALID(c.network_info) THEN JSON_LENGTH(c.network_info) ELSE 0 END "
+                "> (LENGTH(c.network_info) - LENGTH(REPLACE(c.network_info, %%s, ''))) DIV %d "
+                "THEN 'look' ELSE '' END" % (' OR '.join(['c.network_info LIKE BINARY %s'] * len(CACHE_MARKERS)),
+                                             len(NETWORK_MARK)))
+        flags = audit.packed(cell.option, ('c.id', 'c.instance_uuid', flag), 'FROM instance_info_caches c',
+                             'c.id DIV 1000', tuple('%' + marker + '%' for marker in CACHE_MARKERS) + (NETWORK_MARK,))
         live = audit.live_instances()
         cached = set(instance for _id, instance, flag in flags if flag != 'deleted')
         look = [int(cache_id) for cache_id, instance, flag in flags if flag == 'look' and instance in live]
@@ -1153,17 +1182,21 @@ def _info_cache_rows(audit, cell):
     return audit.cached(('info_cache_rows', cell.option), read)
 
 
-def _info_cache_suspects(audit, cell):
-    return [row for row in _info_cache_rows(audit, cell) if row['network_info']
-            and any(marker in row['network_info'] for marker in CACHE_MARKERS)]
+def _info_cache_defects(audit, cell):
+    """(row, VIFs, {class: [VIF]}) of the flagged caches of a cell, parsed once for the cache classes."""
+    def read():
+        return [(row,) + cache_defects(row['network_info']) for row in _info_cache_rows(audit, cell)
+                if row['network_info']]
+    return audit.cached(('info_cache_defects', cell.option), read)
 
 
-def _vifs(network_info):
-    try:
-        value = json.loads(network_info)
-    except (TypeError, ValueError):
-        return []
-    return [vif for vif in value if isinstance(vif, dict)] if isinstance(value, list) else []
+def _cache_defects_of(audit, spec):
+    """(cell, now, row, VIFs, the VIFs with a defect of ``spec``'s class) of every live instance's cache."""
+    for cell in audit.host_cells():
+        now = audit.now(cell.option)
+        for row, vifs, by_class in _info_cache_defects(audit, cell):
+            if spec.name in by_class:
+                yield cell, now, row, vifs, by_class[spec.name]
 
 
 def _cache_evidence(row, vifs):
@@ -1177,77 +1210,58 @@ def _cache_evidence(row, vifs):
 
 
 def info_cache_binding_failed(audit, spec):
-    """Info caches whose VIFs have binding type binding_failed."""
-    for cell in audit.host_cells():
-        now = audit.now(cell.option)
-        for row in _info_cache_suspects(audit, cell):
-            vifs = _vifs(row['network_info'])
-            failed = [vif for vif in vifs if vif.get('type') == 'binding_failed']
-            if not failed:
-                continue
-            yield audit.finding(
-                spec, 'instance %s has %d port(s) with a failed binding in its info cache (%s)'
-                % (row['instance_uuid'], len(failed), ', '.join(str(vif.get('id')) for vif in failed)),
-                dict(instance=row['instance_uuid'], ports=[vif.get('id') for vif in failed], cell=cell.option),
-                [_cache_evidence(row, vifs)], project=row['project_id'], host=row['host'],
-                since=first_time(row['updated_at'], row['created_at']), now=now,
-                key='%s/instance/%s' % (cell.option, row['instance_uuid']),
-                fix=repair('nova_network_info_cache', instance=[row['instance_uuid']]),
-                hint='bind the port to %s in Neutron if it is bound elsewhere, then rewrite the cache from the port '
-                     '(nova_network_info_cache); hard reboot an instance nova-compute set to ERROR'
-                     % (row['host'] or '(the instance host)'))
+    """Info caches with VIFs whose binding type is no binding: binding_failed or unbound."""
+    for cell, now, row, vifs, failed in _cache_defects_of(audit, spec):
+        yield audit.finding(
+            spec, 'instance %s has %d port(s) with a failed or no binding in its info cache (%s)'
+            % (row['instance_uuid'], len(failed), ', '.join('%s: %s' % (vif.get('id'), vif.get('type'))
+                                                            for vif in failed)),
+            dict(instance=row['instance_uuid'], ports=[vif.get('id') for vif in failed], cell=cell.option),
+            [_cache_evidence(row, vifs)], project=row['project_id'], host=row['host'],
+            since=first_time(row['updated_at'], row['created_at']), now=now,
+            key='%s/instance/%s' % (cell.option, row['instance_uuid']),
+            fix=repair('nova_network_info_cache', instance=[row['instance_uuid']]),
+            hint='bind the port to %s in Neutron if it is bound elsewhere, then rewrite the cache from the port '
+                 '(nova_network_info_cache); hard reboot an instance nova-compute set to ERROR'
+                 % (row['host'] or '(the instance host)'))
 
 
 def info_cache_vif_without_network(audit, spec):
-    """Info caches with a VIF whose network is null: Nova's API answers 500 for the instance.
+    """Info caches with a VIF whose network is null, missing or empty: Nova's API answers 500 for the instance.
 
     GET /servers/detail reads every cached VIF's network label, so one such VIF breaks the listing
-    of every server of the project, not only this one. Nova writes the cache with json.dumps, so
-    the narrowing LIKE matches its spelling; the JSON decides.
+    of every server of the project, not only this one.
     """
-    for cell in audit.host_cells():
-        now = audit.now(cell.option)
-        for row in _info_cache_suspects(audit, cell):
-            vifs = _vifs(row['network_info'])
-            bare = [vif for vif in vifs if 'network' in vif and vif['network'] is None]
-            if not bare:
-                continue
-            yield audit.finding(
-                spec, 'instance %s has %d VIF(s) without a network in its info cache (%s): the Compute API answers '
-                      '500 for it and for every server listing of project %s'
-                % (row['instance_uuid'], len(bare), ', '.join(str(vif.get('id')) for vif in bare), row['project_id']),
-                dict(instance=row['instance_uuid'], ports=[vif.get('id') for vif in bare], cell=cell.option),
-                [_cache_evidence(row, vifs)], project=row['project_id'], host=row['host'],
-                since=first_time(row['updated_at'], row['created_at']), now=now,
-                key='%s/instance/%s' % (cell.option, row['instance_uuid']),
-                fix=repair('nova_network_info_cache', instance=[row['instance_uuid']], method='api'),
-                hint='only Neutron can rebuild the network of a VIF: run the repair with a cloud (method=api)')
+    for cell, now, row, vifs, bare in _cache_defects_of(audit, spec):
+        yield audit.finding(
+            spec, 'instance %s has %d VIF(s) without a network in its info cache (%s): the Compute API answers '
+                  '500 for it and for every server listing of project %s'
+            % (row['instance_uuid'], len(bare), ', '.join(str(vif.get('id')) for vif in bare), row['project_id']),
+            dict(instance=row['instance_uuid'], ports=[vif.get('id') for vif in bare], cell=cell.option),
+            [_cache_evidence(row, vifs)], project=row['project_id'], host=row['host'],
+            since=first_time(row['updated_at'], row['created_at']), now=now,
+            key='%s/instance/%s' % (cell.option, row['instance_uuid']),
+            fix=repair('nova_network_info_cache', instance=[row['instance_uuid']], method='api'),
+            hint='only Neutron can rebuild the network of a VIF: run the repair with a cloud (method=api)')
 
 
 def info_cache_migrating_to(audit, spec):
     """Info caches whose VIF profiles keep migrating_to while no migration runs."""
-    for cell in audit.host_cells():
-        now = audit.now(cell.option)
-        migrating = audit.migrating_instances(cell)
-        for row in _info_cache_suspects(audit, cell):
-            if row['instance_uuid'] in migrating or row['task_state'] == 'migrating':
-                continue
-            vifs = _vifs(row['network_info'])
-            stale = [vif for vif in vifs if isinstance(vif.get('profile'), dict) and 'migrating_to' in vif['profile']]
-            if not stale:
-                continue
-            targets = sorted(set(str(vif['profile']['migrating_to']) for vif in stale))
-            yield audit.finding(
-                spec, 'instance %s has port(s) %s with migrating_to %s in their binding profile, and no migration runs'
-                % (row['instance_uuid'], ', '.join(str(vif.get('id')) for vif in stale), ', '.join(targets)),
-                dict(instance=row['instance_uuid'], ports=[vif.get('id') for vif in stale], migrating_to=targets,
-                     cell=cell.option),
-                [_cache_evidence(row, vifs)], project=row['project_id'], host=row['host'],
-                since=first_time(row['updated_at'], row['created_at']), now=now,
-                key='%s/instance/%s' % (cell.option, row['instance_uuid']),
-                fix=repair('nova_network_info_cache', instance=[row['instance_uuid']]),
-                hint='remove migrating_to from the ports\' binding profile in Neutron, then rewrite the cache from the '
-                     'ports (nova_network_info_cache)')
+    for cell, now, row, vifs, stale in _cache_defects_of(audit, spec):
+        if row['instance_uuid'] in audit.migrating_instances(cell) or row['task_state'] == 'migrating':
+            continue
+        targets = sorted(set(str(vif['profile'][network_info.MIGRATING_TO]) for vif in stale))
+        yield audit.finding(
+            spec, 'instance %s has port(s) %s with migrating_to %s in their binding profile, and no migration runs'
+            % (row['instance_uuid'], ', '.join(str(vif.get('id')) for vif in stale), ', '.join(targets)),
+            dict(instance=row['instance_uuid'], ports=[vif.get('id') for vif in stale], migrating_to=targets,
+                 cell=cell.option),
+            [_cache_evidence(row, vifs)], project=row['project_id'], host=row['host'],
+            since=first_time(row['updated_at'], row['created_at']), now=now,
+            key='%s/instance/%s' % (cell.option, row['instance_uuid']),
+            fix=repair('nova_network_info_cache', instance=[row['instance_uuid']]),
+            hint='remove migrating_to from the ports\' binding profile in Neutron, then rewrite the cache from the '
+                 'ports (nova_network_info_cache)')
 
 
 def info_cache_empty(audit, spec):
@@ -1551,9 +1565,9 @@ CLASSES = [
     AuditClass('migration_unfinished', migration_unfinished, ('nova',), 'warning',
                'Migrations unfinished for too long', thresholded=True),
     AuditClass('info_cache_binding_failed', info_cache_binding_failed, ('nova',), 'error',
-               'Network info caches with binding_failed ports'),
+               'Network info caches with binding_failed or unbound ports'),
     AuditClass('info_cache_vif_without_network', info_cache_vif_without_network, ('nova',), 'critical',
-               'Network info caches with a VIF whose network is null (the Compute API answers 500)'),
+               'Network info caches with a VIF without a network (the Compute API answers 500)'),
     AuditClass('info_cache_migrating_to', info_cache_migrating_to, ('nova',), 'warning',
                'Network info caches with a leftover migrating_to profile'),
     AuditClass('info_cache_empty', info_cache_empty, ('nova',), 'warning',

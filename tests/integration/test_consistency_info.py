@@ -665,6 +665,47 @@ def test_live_children_are_those_the_destroys_soft_delete(ansible, dbs, cloud):
         'attachment_of_deleted_volume': {'attachment_of_deleted_volume:attachment/' + attachment}}
 
 
+def test_the_cache_classes_agree_with_nova_network_info_cache(ansible, dbs, cloud, journal_dir):
+    """The audit reports a cached VIF exactly when nova_network_info_cache finds it defective (both read
+    network_info.vif_defects): a failed binding, an unbound port, a network that is null, empty or missing
+    from the second VIF of a cache; not a healthy cache, nor one that only mentions the words."""
+    from ansible_collections.stackmender.openstack.plugins.module_utils import audit as auditing
+
+    cloud.compute_host('controller1')
+    first, second = json.loads(cloud.network_info())[0], json.loads(cloud.network_info())[0]
+    del second['network']
+    caches = Ids(bf=cloud.network_info(vif_type='binding_failed'), unbound=cloud.network_info(vif_type='unbound'),
+                 null=cloud.network_info(network=None), empty=cloud.network_info(network={}),
+                 missing=json.dumps([first, second]), words=cloud.network_info(details={'note': 'unbound once'}),
+                 healthy=cloud.network_info())
+    ids = Ids((name, cloud.instance(host='controller1', network_info=text)) for name, text in caches.items())
+    result = audit(ansible, dbs, 'nova_api', classes=['info_cache_binding_failed', 'info_cache_vif_without_network'])
+    reported = {}
+    for found in result['findings']:
+        reported.setdefault(found['resources']['instance'], {})[found['class']] = found['resources']['ports']
+    assert dict((name, set(reported.get(uuid, ()))) for name, uuid in ids.items()) == dict(
+        bf={'info_cache_binding_failed'}, unbound={'info_cache_binding_failed'},
+        null={'info_cache_vif_without_network'}, empty={'info_cache_vif_without_network'},
+        missing={'info_cache_vif_without_network'}, words=set(), healthy=set())
+    assert reported[ids.missing]['info_cache_vif_without_network'] == [second['id']]
+
+    for name, instance in ids.items():
+        checked = ansible('nova_network_info_cache', db_args(dbs, 'nova_api', instance=[instance], vif_type='ovs',
+                                                             binding_host='controller1', journal_dir=journal_dir),
+                          check=True)
+        repaired = {}
+        if checked.failed:
+            # Only Neutron can rebuild a VIF's network: the database path refuses it, naming the port.
+            assert set(guard['guard'] for guard in checked['guards']) == {'network_needs_neutron'}, name
+            repaired['info_cache_vif_without_network'] = [guard['evidence'][0]['port'] for guard in checked['guards']]
+        else:
+            for entry in checked['caches']:
+                for vif in entry['vifs']:
+                    for defect in vif['defects']:
+                        repaired.setdefault(auditing.DEFECT_CLASSES[defect], []).append(vif['port'])
+        assert reported.get(instance, {}) == repaired, name
+
+
 @pytest.mark.newest_release
 def test_bad_input_fails_clearly(ansible, dbs, cloud):
     cloud.volume()
