@@ -1152,12 +1152,13 @@ def _info_cache_rows(audit, cell):
         audit.nova_schema(cell).require('instance_info_caches', ('id', 'instance_uuid', 'network_info', 'deleted'),
                                         purpose='read the network info caches')
         # Byte comparisons (LIKE BINARY, REPLACE), as exact as the JSON's, and faster than a collation's.
-        flag = ("CASE WHEN c.deleted <> 0 THEN 'deleted' WHEN c.network_info IS NULL OR LENGTH(c.network_info) < 8 "
-                "OR %s OR CASE WHEN JSON_VALID(c.network_info) THEN JSON_LENGTH(c.network_info) ELSE 0 END "
-                "> (LENGTH(c.network_info) - LENGTH(REPLACE(c.network_info, %%s, ''))) DIV %d "
-                "THEN 'look' ELSE '' END" % (' OR '.join(['c.network_info LIKE BINARY %s'] * len(CACHE_MARKERS)),
-                                             len(NETWORK_MARK)))
-        flags = audit.packed(cell.option, ('c.id', 'c.instance_uuid', flag), 'FROM instance_info_caches c',
+        flag_sql = ("CASE WHEN c.deleted <> 0 THEN 'deleted' "
+                    "WHEN c.network_info IS NULL OR LENGTH(c.network_info) < 8 OR %s "
+                    "OR CASE WHEN JSON_VALID(c.network_info) THEN JSON_LENGTH(c.network_info) ELSE 0 END "
+                    "> (LENGTH(c.network_info) - LENGTH(REPLACE(c.network_info, %%s, ''))) DIV %d "
+                    "THEN 'look' ELSE '' END" % (' OR '.join(['c.network_info LIKE BINARY %s'] * len(CACHE_MARKERS)),
+                                                 len(NETWORK_MARK)))
+        flags = audit.packed(cell.option, ('c.id', 'c.instance_uuid', flag_sql), 'FROM instance_info_caches c',
                              'c.id DIV 1000', tuple('%' + marker + '%' for marker in CACHE_MARKERS) + (NETWORK_MARK,))
         live = audit.live_instances()
         cached = set(instance for _id, instance, flag in flags if flag != 'deleted')
