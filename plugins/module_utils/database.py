@@ -281,6 +281,8 @@ def describe_error(target, error):
 READ_TIMEOUT_MARGIN = 300
 # Seconds a write to the server's socket may block (the server stopped reading).
 WRITE_TIMEOUT = 120
+# Values per IN (...) list of one read (Session.rows_in): a few hundred keeps each statement small.
+IN_CHUNK_SIZE = 500
 
 
 class Session(object):
@@ -304,6 +306,7 @@ class Session(object):
         # Reads asked to lock (query(..., lock=True)) take row locks held until commit or rollback.
         self.lock_rows = lock_rows
         self.connection = None
+        self._utc_now = None
 
     def connect(self):
         if not HAS_PYMYSQL:
@@ -358,6 +361,39 @@ class Session(object):
                 return list(cursor.fetchall())
         except pymysql.err.MySQLError as error:
             raise DatabaseError(describe_error(self.target, error))
+
+    def rows_in(self, sql, values, before=(), after=(), lock=False, size=IN_CHUNK_SIZE):
+        """Rows of ``sql`` for each of ``values``, which fill its ``{in}`` slot: ``... col IN ({in}) ...``.
+
+        Each value is sent once, in the order first given (duplicates and None dropped), in chunks
+        of at most ``size``; ``before`` and ``after`` are the parameters on either side of the list.
+        Rows come chunk after chunk, each chunk in the order of ``sql``. No values, no query.
+        For IN lists only: a NOT IN cannot be split in chunks. ``lock`` as for :meth:`query`.
+        """
+        if '{in}' not in sql:
+            raise ValueError('rows_in: the SQL has no {in} slot')
+        unique, seen = [], set()
+        for value in values:
+            if value is not None and value not in seen:
+                seen.add(value)
+                unique.append(value)
+        found = []
+        for start in range(0, len(unique), size):
+            chunk = unique[start:start + size]
+            text = sql.replace('{in}', ', '.join(['%s'] * len(chunk)))
+            params = list(before) + chunk + list(after)
+            found.extend(self.query(text, params, lock=True) if lock else self.query(text, params))
+        return found
+
+    def utc_now(self):
+        """The database server's UTC clock, read once per session.
+
+        Nova compares report times with its own clock; the server's is the one every reader
+        shares, and one reading keeps every comparison of a run on the same instant.
+        """
+        if self._utc_now is None:
+            self._utc_now = self.query('SELECT UTC_TIMESTAMP() AS now')[0]['now']
+        return self._utc_now
 
     def execute(self, sql, params=None):
         """Run a write; returns the number of rows it touched."""
