@@ -8,7 +8,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
 
 
 def instance_rows(cells, columns, uuids=(), host=None, optional=(), has_column=None):
@@ -31,10 +30,7 @@ def instance_rows(cells, columns, uuids=(), host=None, optional=(), has_column=N
             rows = cell.session.query('SELECT %s FROM instances WHERE host = %%s AND deleted = 0 ORDER BY id'
                                       % select, (host,))
         else:
-            rows = []
-            for chunk in chunks(list(uuids)):
-                rows.extend(cell.session.query('SELECT %s FROM instances WHERE uuid IN (%s) ORDER BY id'
-                                               % (select, placeholders(len(chunk))), chunk))
+            rows = cell.session.rows_in('SELECT %s FROM instances WHERE uuid IN ({in}) ORDER BY id' % select, uuids)
         for row in rows:
             row['cell'] = cell
             by_uuid.setdefault(row['uuid'], []).append(row)
@@ -56,16 +52,13 @@ def live_volume_bdms(cells, volume_ids):
     """
     found = []
     for cell in cells:
-        for chunk in chunks(list(volume_ids)):
-            rows = cell.session.query(
+        for row in cell.session.rows_in(
                 'SELECT b.id AS bdm_id, b.volume_id, b.instance_uuid, b.device_name, b.attachment_id, '
                 'b.boot_index, i.host AS instance_host, i.vm_state, i.task_state '
                 'FROM block_device_mapping b JOIN instances i ON i.uuid = b.instance_uuid '
-                'WHERE b.deleted = 0 AND i.deleted = 0 AND b.volume_id IN (%s) ORDER BY b.id' % placeholders(len(chunk)),
-                chunk)
-            for row in rows:
-                row['cell'] = cell.name
-                found.append(row)
+                'WHERE b.deleted = 0 AND i.deleted = 0 AND b.volume_id IN ({in}) ORDER BY b.id', volume_ids):
+            row['cell'] = cell.name
+            found.append(row)
     return found
 
 
@@ -77,13 +70,48 @@ FINISHED_MIGRATION_STATUSES = ('confirmed', 'reverted', 'error', 'failed', 'comp
 SERVICE_DOWN_TIME = 60
 
 
+# The columns of ``services`` that compute_services reads unless told otherwise.
+COMPUTE_SERVICE_COLUMNS = ('id', 'host', 'binary', 'disabled', 'forced_down', 'last_seen_up', 'created_at', 'deleted')
+
+
+def last_report(service):
+    """When the service last reported, as Nova's servicegroup DB driver reads it: ``last_seen_up``,
+    else ``created_at`` (a service that never reported). Nova stopped reading ``updated_at`` in Mitaka."""
+    return service.get('last_seen_up') or service.get('created_at')
+
+
 def service_is_up(service, now, service_down_time=SERVICE_DOWN_TIME):
     """Nova's own rule (servicegroup DB driver): not forced down, and the last
-    report (``last_seen_up``, else ``created_at``) at most ``service_down_time``
-    seconds from ``now``, in either direction."""
+    report (:func:`last_report`) at most ``service_down_time`` seconds from
+    ``now``, in either direction."""
     if service.get('forced_down'):
         return False
-    last = service.get('last_seen_up') or service.get('created_at')
+    last = last_report(service)
     if last is None:
         return False
     return abs((now - last).total_seconds()) <= service_down_time
+
+
+def compute_services(cell, hosts, service_down_time=SERVICE_DOWN_TIME, columns=COMPUTE_SERVICE_COLUMNS):
+    """The live nova-compute ``services`` rows of ``hosts`` in ``cell``, in id order.
+
+    Each row also tells ``up`` (:func:`service_is_up` against the clock of the
+    cell's database server), ``seconds_since_report``, ``service_down_time``
+    and ``cell`` (its name). ``columns`` must include those of Nova's rule.
+    """
+    hosts = [host for host in hosts if host]
+    if not hosts:
+        return []
+    rows = cell.session.rows_in('SELECT %s FROM services WHERE host IN ({in}) AND `binary` = %%s AND deleted = 0 '
+                                'ORDER BY id' % ', '.join('`%s`' % column for column in columns),
+                                hosts, after=('nova-compute',))
+    if not rows:
+        return rows
+    reference = cell.session.utc_now()
+    for row in rows:
+        last = last_report(row)
+        row['up'] = service_is_up(row, reference, service_down_time)
+        row['seconds_since_report'] = int((reference - last).total_seconds()) if last else None
+        row['service_down_time'] = service_down_time
+        row['cell'] = cell.name
+    return rows

@@ -288,7 +288,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils import cloud
 from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES, service_is_up
+from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
     ApiUnsuitable,
@@ -298,7 +298,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.remediation 
     refuse_never_overridden,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
-    chunks,
     host_name,
     placeholders,
     uuid_list,
@@ -351,7 +350,6 @@ class NovaInstanceHost(RemediationModule):
         self.moved = []
         self.evacuations = []
         self._targets = {}
-        self._utc_now = {}
         self._source_services = []
 
     # ---------------------------------------------------------------- method
@@ -491,26 +489,9 @@ class NovaInstanceHost(RemediationModule):
 
     # ------------------------------------------------------------- services
 
-    def _db_now(self, cell):
-        # Nova compares report times with its own clock; the database server's is the one every reader shares.
-        if cell.name not in self._utc_now:
-            self._utc_now[cell.name] = cell.session.query('SELECT UTC_TIMESTAMP() AS now')[0]['now']
-        return self._utc_now[cell.name]
-
     def _services(self, cell, host):
-        return cell.session.query('SELECT %s FROM services WHERE host = %%s AND `binary` = %%s AND deleted = 0 '
-                                  'ORDER BY id' % ', '.join('`%s`' % column for column in SERVICE_COLUMNS),
-                                  (host, 'nova-compute'))
-
-    def _shown_service(self, cell, row):
-        shown = dict(row)
-        reference = self._db_now(cell)
-        last = row.get('last_seen_up') or row.get('created_at')
-        shown['up'] = service_is_up(row, reference, self.params['service_down_time'])
-        shown['seconds_since_report'] = int((reference - last).total_seconds()) if last else None
-        shown['service_down_time'] = self.params['service_down_time']
-        shown['cell'] = cell.name
-        return shown
+        """The live nova-compute services of ``host`` in ``cell``, each telling whether it is up."""
+        return nova.compute_services(cell, [host], self.params['service_down_time'], SERVICE_COLUMNS)
 
     def _target(self, cell, cells, hard, plan, rows):
         """The target service and compute node in ``cell``, after its guards; None when refused."""
@@ -524,7 +505,7 @@ class NovaInstanceHost(RemediationModule):
             elsewhere = []
             for other in cells:
                 if other.name != cell.name and not other.is_cell0:
-                    elsewhere.extend(self._shown_service(other, row) for row in self._services(other, host))
+                    elsewhere.extend(self._services(other, host))
             instances = ', '.join(row['uuid'] for row in rows)
             if elsewhere:
                 hard.append(Guard('target_in_other_cell', 'target host %s is in cell %s, instance(s) %s in %s; Nova '
@@ -547,12 +528,11 @@ class NovaInstanceHost(RemediationModule):
             if mapping and mapping[0]['cell_uuid'] != cell.uuid:
                 hard.append(Guard('target_in_other_cell', 'target host %s is mapped to cell %s, but its instance(s) '
                                   'are in %s' % (host, mapping[0]['cell_name'] or mapping[0]['cell_uuid'], cell.name),
-                                  mapping + [self._shown_service(cell, service)]))
+                                  mapping + [service]))
                 return None
             if not mapping:
                 plan.refuse('target_not_mapped', 'target host %s has no host_mappings row (run nova-manage cell_v2 '
-                            'discover_hosts); Nova cannot schedule or evacuate to it' % host,
-                            [self._shown_service(cell, service)])
+                            'discover_hosts); Nova cannot schedule or evacuate to it' % host, [service])
         where, params = 'host = %s AND deleted = 0', [host]
         if self.target_node:
             where += ' AND hypervisor_hostname = %s'
@@ -564,20 +544,19 @@ class NovaInstanceHost(RemediationModule):
                                         'FROM compute_nodes WHERE host = %s ORDER BY id', (host,))
             hard.append(Guard('target_compute_node_missing', 'target host %s has no live compute node%s in %s'
                               % (host, ' named %s' % self.target_node if self.target_node else '', cell.name),
-                              [dict(row, cell=cell.name) for row in others] or [self._shown_service(cell, service)]))
+                              [dict(row, cell=cell.name) for row in others] or [service]))
             return None
         if len(nodes) > 1:
             hard.append(Guard('target_node_ambiguous', 'target host %s has %d compute nodes; give node'
                               % (host, len(nodes)), [dict(row, cell=cell.name) for row in nodes]))
             return None
-        shown = self._shown_service(cell, service)
         if service['disabled']:
             plan.refuse('target_service_disabled', 'the nova-compute service of target host %s is disabled (%s)'
-                        % (host, service['disabled_reason'] or 'no reason given'), [shown])
-        if not shown['up']:
+                        % (host, service['disabled_reason'] or 'no reason given'), [service])
+        if not service['up']:
             plan.refuse('target_service_down', 'the nova-compute service of target host %s is %s' % (
                 host, 'forced down' if service['forced_down'] else 'down (last report %s s ago, service_down_time %s)'
-                % (shown['seconds_since_report'], self.params['service_down_time'])), [shown])
+                % (service['seconds_since_report'], self.params['service_down_time'])), [service])
         cache[cell.name] = dict(service=service, node=nodes[0])
         return cache[cell.name]
 
@@ -587,35 +566,27 @@ class NovaInstanceHost(RemediationModule):
             if not services:
                 plan.note('source host %s has no live nova-compute service in %s' % (host, cell.name))
                 continue
-            shown = self._shown_service(cell, services[0])
-            if shown['up']:
+            service = services[0]
+            if service['up']:
                 plan.refuse('source_service_up', 'the nova-compute service of source host %s is up (last report %s s '
                             'ago, service_down_time %s): make sure the host is dead and fenced, or force it down '
-                            'first' % (host, shown['seconds_since_report'], self.params['service_down_time']),
-                            [shown])
+                            'first' % (host, service['seconds_since_report'], self.params['service_down_time']),
+                            [service])
 
     # ---------------------------------------------------------- cell rows
-
-    @staticmethod
-    def _by_instance(cell, sql, uuids, extra=()):
-        """Rows of ``sql`` for the instance uuids, whose IN list is the ``{uuids}`` marker, in chunks."""
-        found = []
-        for chunk in chunks(list(uuids)):
-            found.extend(cell.session.query(sql.replace('{uuids}', placeholders(len(chunk))), list(chunk) + list(extra)))
-        return found
 
     def _plan_cell(self, cell, rows, plan, stamp):
         uuids = [row['uuid'] for row in rows]
         schema = self.schema(cell.name, 'nova')
         has_compute_id = schema.has('instances', 'compute_id')
-        extras = self._by_instance(cell, 'SELECT id, instance_uuid, migration_context, numa_topology, deleted, '
-                                         'updated_at FROM instance_extra WHERE instance_uuid IN ({uuids}) AND deleted = 0 '
-                                         'ORDER BY id', uuids)
+        extras = cell.session.rows_in('SELECT id, instance_uuid, migration_context, numa_topology, deleted, updated_at '
+                                      'FROM instance_extra WHERE instance_uuid IN ({in}) AND deleted = 0 ORDER BY id',
+                                      uuids)
         finished = list(FINISHED_MIGRATION_STATUSES)
-        migrations = self._by_instance(
-            cell, 'SELECT id, uuid, instance_uuid, status, migration_type, source_compute, source_node, dest_compute, '
-                  'dest_node, deleted, updated_at FROM migrations WHERE instance_uuid IN ({uuids}) AND deleted = 0 '
-                  'AND status NOT IN (%s) ORDER BY id' % placeholders(len(finished)), uuids, finished)
+        migrations = cell.session.rows_in(
+            'SELECT id, uuid, instance_uuid, status, migration_type, source_compute, source_node, dest_compute, '
+            'dest_node, deleted, updated_at FROM migrations WHERE instance_uuid IN ({in}) AND deleted = 0 '
+            'AND status NOT IN (%s) ORDER BY id' % placeholders(len(finished)), uuids, after=finished)
         self._guard_host_bound(cell, rows, extras, plan)
         by_uuid = dict((row['uuid'], row) for row in rows)
         for row in rows:
@@ -653,9 +624,9 @@ class NovaInstanceHost(RemediationModule):
         # Required, not probed: an account without SELECT on it would otherwise skip this guard silently.
         self.schema(cell.name, 'nova').require('pci_devices', ('instance_uuid', 'deleted'),
                                                purpose='refuse instances bound to their host by PCI devices')
-        for device in self._by_instance(cell, 'SELECT id, compute_node_id, address, dev_type, status, instance_uuid '
-                                              'FROM pci_devices WHERE instance_uuid IN ({uuids}) AND deleted = 0 '
-                                              'ORDER BY id', uuids):
+        for device in cell.session.rows_in('SELECT id, compute_node_id, address, dev_type, status, instance_uuid '
+                                           'FROM pci_devices WHERE instance_uuid IN ({in}) AND deleted = 0 ORDER BY id',
+                                           uuids):
             evidence.append(dict(device, kind='pci_device', cell=cell.name))
         for extra in extras:
             if extra['numa_topology'] is not None:
@@ -673,12 +644,10 @@ class NovaInstanceHost(RemediationModule):
             for migration in row.get('abandoned', []):
                 hosts.update(host for host in (migration['source_compute'], migration['dest_compute']) if host)
         nodes = {}
-        for chunk in chunks(sorted(hosts)):
-            for node in cell.session.query('SELECT id, uuid, host, hypervisor_hostname, deleted FROM compute_nodes '
-                                           'WHERE host IN (%s) ORDER BY deleted = 0, id' % placeholders(len(chunk)),
-                                           chunk):
-                # Later rows win: the live row is read last.
-                nodes[(node['host'], node['hypervisor_hostname'])] = node
+        for node in cell.session.rows_in('SELECT id, uuid, host, hypervisor_hostname, deleted FROM compute_nodes '
+                                         'WHERE host IN ({in}) ORDER BY deleted = 0, id', sorted(hosts)):
+            # Later rows win: the live row is read last (a host's rows come in one chunk).
+            nodes[(node['host'], node['hypervisor_hostname'])] = node
         for row in rows:
             row['source_node'] = nodes.get((row['host'], row['node']))
             row['abandoned_nodes'] = []
@@ -757,12 +726,9 @@ class NovaInstanceHost(RemediationModule):
                                                                     'attach_status', 'deleted', 'updated_at'),
                                               purpose="update the attachments' attached_host")
         source_of = dict((row['uuid'], row['host']) for row in rows)
-        attachments = []
-        for chunk in chunks(sorted(source_of)):
-            attachments.extend(session.query(
-                'SELECT id, volume_id, instance_uuid, attached_host, attach_status, deleted, updated_at '
-                'FROM volume_attachment WHERE instance_uuid IN (%s) AND deleted = 0 ORDER BY id'
-                % placeholders(len(chunk)), chunk))
+        attachments = session.rows_in('SELECT id, volume_id, instance_uuid, attached_host, attach_status, deleted, '
+                                      'updated_at FROM volume_attachment WHERE instance_uuid IN ({in}) AND deleted = 0 '
+                                      'ORDER BY id', sorted(source_of))
         for attachment in attachments:
             if attachment['attached_host'] != source_of[attachment['instance_uuid']]:
                 if attachment['attached_host'] != self.target_host:
@@ -791,9 +757,9 @@ class NovaInstanceHost(RemediationModule):
             if row['cell'] not in cells:
                 cells.append(row['cell'])
         for cell in cells:
-            bdms.extend(self._by_instance(cell, "SELECT instance_uuid, volume_id FROM block_device_mapping WHERE "
-                                                "instance_uuid IN ({uuids}) AND deleted = 0 AND destination_type = 'volume' "
-                                                "ORDER BY id", [row['uuid'] for row in rows if row['cell'] is cell]))
+            bdms.extend(cell.session.rows_in("SELECT instance_uuid, volume_id FROM block_device_mapping WHERE "
+                                             "instance_uuid IN ({in}) AND deleted = 0 AND destination_type = 'volume' "
+                                             "ORDER BY id", [row['uuid'] for row in rows if row['cell'] is cell]))
         if bdms:
             plan.warn('refresh the volume connections on the target: nova-manage volume_attachment refresh for %s'
                       % ', '.join('%s %s' % (bdm['instance_uuid'], bdm['volume_id']) for bdm in bdms))
@@ -888,9 +854,9 @@ class NovaInstanceHost(RemediationModule):
     def _api_same_cell(self, by_source, hard):
         session = self.session('nova_api_db')
         hosts = sorted(by_source) + [self.target_host]
-        mappings = dict((row['host'], row) for row in session.query(
+        mappings = dict((row['host'], row) for row in session.rows_in(
             'SELECT h.host, h.cell_id, c.name AS cell_name FROM host_mappings h LEFT JOIN cell_mappings c '
-            'ON c.id = h.cell_id WHERE h.host IN (%s)' % placeholders(len(hosts)), hosts))
+            'ON c.id = h.cell_id WHERE h.host IN ({in})', hosts))
         target = mappings.get(self.target_host)
         for source_host in sorted(by_source):
             source = mappings.get(source_host)

@@ -282,7 +282,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
 from ansible_collections.stackmender.openstack.plugins.module_utils import tasks
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES, service_is_up
+from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
     ApiUnsuitable,
@@ -291,14 +291,13 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.remediation 
     RemediationModule,
     refuse_never_overridden,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import placeholders, uuid_list
 
 PLACEMENT = 'placement_db'
 INSTANCE_COLUMNS = ('id', 'uuid', 'host', 'node', 'vm_state', 'task_state', 'power_state', 'deleted', 'created_at',
                     'updated_at')
 MIGRATION_COLUMNS = ('id', 'uuid', 'instance_uuid', 'migration_type', 'status', 'source_compute', 'source_node',
                      'dest_compute', 'dest_node', 'deleted', 'created_at', 'updated_at')
-SERVICE_COLUMNS = ('id', 'host', 'binary', 'disabled', 'forced_down', 'last_seen_up', 'created_at', 'deleted')
 POLL_SECONDS = 2
 
 
@@ -341,7 +340,6 @@ class NovaTaskState(RemediationModule):
             raise InputError('action=force_complete asks the source compute to finish a live migration; only the '
                              'Compute API can do that (method=api)')
         self.report = []
-        self._utc_now = {}
         self._waits = []
 
     # ---------------------------------------------------------------- method
@@ -419,19 +417,7 @@ class NovaTaskState(RemediationModule):
         schema.require('migrations', MIGRATION_COLUMNS, purpose='end unfinished migrations')
         schema.require('instance_extra', ('id', 'instance_uuid', 'migration_context', 'deleted', 'updated_at'),
                        purpose='clear the migration context')
-        schema.require('services', SERVICE_COLUMNS, purpose='check the compute services of the migrations')
-
-    def _db_now(self, cell):
-        if cell.name not in self._utc_now:
-            self._utc_now[cell.name] = cell.session.query('SELECT UTC_TIMESTAMP() AS now')[0]['now']
-        return self._utc_now[cell.name]
-
-    @staticmethod
-    def _query_in(cell, sql, values, extra=()):
-        found = []
-        for chunk in chunks(list(values)):
-            found.extend(cell.session.query(sql.replace('{in}', placeholders(len(chunk))), list(chunk) + list(extra)))
-        return found
+        schema.require('services', nova.COMPUTE_SERVICE_COLUMNS, purpose='check the compute services of the migrations')
 
     def _select_targets(self, cells, hard, plan):
         """[{cell, instance row, migrations to end, listed}] after the hard guards."""
@@ -440,11 +426,11 @@ class NovaTaskState(RemediationModule):
         found_ids, found_uuids = {}, set()
         for cell in cells:
             seen = set()
-            for row in self._query_in(cell, migration_sql % 'id', self.migration_ids) if self.migration_ids else ():
+            for row in cell.session.rows_in(migration_sql % 'id', self.migration_ids):
                 found_ids.setdefault(row['id'], []).append(cell)
                 seen.add(row['id'])
                 listed.setdefault(row['instance_uuid'], []).append((cell, row))
-            for row in self._query_in(cell, migration_sql % 'uuid', self.migration_uuids) if self.migration_uuids else ():
+            for row in cell.session.rows_in(migration_sql % 'uuid', self.migration_uuids):
                 found_uuids.add(row['uuid'])
                 if row['id'] not in seen:
                     seen.add(row['id'])
@@ -488,10 +474,10 @@ class NovaTaskState(RemediationModule):
             selected.append(dict(cell=row['cell'], instance=row, listed=migrations,
                                  by_instance=uuid in self.instance_ids))
         for entry in selected:
-            unfinished = self._query_in(
-                entry['cell'], 'SELECT %s FROM migrations WHERE instance_uuid IN ({in}) AND deleted = 0 AND status '
-                'NOT IN (%s) ORDER BY id' % (', '.join(MIGRATION_COLUMNS), placeholders(len(FINISHED_MIGRATION_STATUSES))),
-                [entry['instance']['uuid']], FINISHED_MIGRATION_STATUSES)
+            unfinished = entry['cell'].session.query(
+                'SELECT %s FROM migrations WHERE instance_uuid = %%s AND deleted = 0 AND status NOT IN (%s) ORDER BY id'
+                % (', '.join(MIGRATION_COLUMNS), placeholders(len(FINISHED_MIGRATION_STATUSES))),
+                [entry['instance']['uuid']] + list(FINISHED_MIGRATION_STATUSES))
             entry['unfinished'] = unfinished
             if entry['by_instance']:
                 entry['ending'] = unfinished
@@ -515,22 +501,6 @@ class NovaTaskState(RemediationModule):
     def _shown_migration(row, cell):
         return dict(row, cell=cell.name, table='migrations')
 
-    def _services(self, cell, hosts):
-        shown = []
-        hosts = sorted(set(host for host in hosts if host))
-        if not hosts:
-            return shown
-        reference = self._db_now(cell)
-        rows = self._query_in(cell, 'SELECT %s FROM services WHERE host IN ({in}) AND `binary` = %%s AND deleted = 0 '
-                                    'ORDER BY id' % ', '.join('`%s`' % column for column in SERVICE_COLUMNS),
-                              hosts, ['nova-compute'])
-        for row in rows:
-            last = row.get('last_seen_up') or row.get('created_at')
-            shown.append(dict(row, cell=cell.name, up=service_is_up(row, reference, self.params['service_down_time']),
-                              seconds_since_report=int((reference - last).total_seconds()) if last else None,
-                              service_down_time=self.params['service_down_time']))
-        return shown
-
     def _plan_instance(self, entry, plan, stamp, holds):
         cell, row = entry['cell'], entry['instance']
         uuid = row['uuid']
@@ -538,7 +508,7 @@ class NovaTaskState(RemediationModule):
         if not row['task_state'] and not ending:
             plan.note('instance %s has no task in progress and no unfinished migration to end' % uuid)
             return
-        reference = self._db_now(cell)
+        reference = cell.session.utc_now()
         if row['task_state']:
             self._recent(plan, 'instance %s (task_state %s)' % (uuid, row['task_state']), self._shown_instance(row),
                          reference, row['updated_at'] or row['created_at'])
@@ -552,7 +522,8 @@ class NovaTaskState(RemediationModule):
                 plan.refuse('resize_awaiting_confirmation', 'migration %s of instance %s is a finished resize waiting '
                             'to be confirmed or reverted (openstack server resize confirm|revert); nothing is stuck'
                             % (migration['id'], uuid), [shown, self._shown_instance(row)])
-            up = [service for service in self._services(cell, (migration['source_compute'], migration['dest_compute']))
+            hosts = (migration['source_compute'], migration['dest_compute'])
+            up = [service for service in nova.compute_services(cell, hosts, self.params['service_down_time'])
                   if service['up']]
             if up:
                 plan.refuse('migration_host_up', 'migration %s of instance %s is %s between %s and %s, and nova-compute '
@@ -594,9 +565,8 @@ class NovaTaskState(RemediationModule):
                       'bring it back' % (uuid, row['vm_state']))
         ended = set(migration['id'] for migration in ending)
         staying = set(migration['id'] for migration in entry['unfinished'] if migration['id'] not in ended)
-        for extra in self._query_in(cell, 'SELECT id, instance_uuid, migration_context, deleted, updated_at FROM '
-                                          'instance_extra WHERE instance_uuid IN ({in}) AND deleted = 0 ORDER BY id',
-                                    [uuid]):
+        for extra in cell.session.query('SELECT id, instance_uuid, migration_context, deleted, updated_at FROM '
+                                        'instance_extra WHERE instance_uuid = %s AND deleted = 0 ORDER BY id', (uuid,)):
             if extra['migration_context'] is None:
                 continue
             if tasks.context_migration_id(extra['migration_context']) in staying:
@@ -617,7 +587,7 @@ class NovaTaskState(RemediationModule):
         """{(host, node): compute node uuid}, the live row first, else the newest."""
         found = {}
         hosts = sorted(set(host for host, _node in keys if host))
-        for row in self._query_in(cell, 'SELECT host, hypervisor_hostname, uuid, deleted FROM compute_nodes WHERE '
+        for row in cell.session.rows_in('SELECT host, hypervisor_hostname, uuid, deleted FROM compute_nodes WHERE '
                                         'host IN ({in}) ORDER BY deleted = 0, id', hosts):
             found[(row['host'], row['hypervisor_hostname'])] = row['uuid']
         return found

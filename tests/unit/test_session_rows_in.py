@@ -43,7 +43,8 @@ def test_each_value_is_sent_once_in_the_order_first_given():
     assert [params[1:-1] for _sql, params, _lock in session.statements] == [['c', 'a'], ['b']]
     # A value in two chunks would have brought its rows twice.
     assert sorted(row['host'] for row in rows) == ['a', 'b', 'c']
-    assert [row['host'] for row in rows] == [row['host'] for row in session.rows_in(SQL, iter('cab'), ['x'], [0], size=2)]
+    again = session.rows_in(SQL, iter('cab'), ['x'], [0], size=2)
+    assert [row['host'] for row in rows] == [row['host'] for row in again]
 
 
 @pytest.mark.parametrize('values', [[], (), [None, None], iter([])])
