@@ -155,12 +155,9 @@ def rows_by_volume(session, table, volume_ids, extra_where='', extra_params=()):
     Whole rows, for planning and the journal: shown to the operator only through :func:`evidence`.
     """
     grouped = {}
-    for chunk in chunks(volume_ids):
-        rows = session.query('SELECT * FROM %s WHERE deleted = 0 AND volume_id IN (%s)%s ORDER BY id'
-                             % (quote_identifier(table), placeholders(len(chunk)), extra_where),
-                             list(chunk) + list(extra_params))
-        for row in rows:
-            grouped.setdefault(row['volume_id'], []).append(row)
+    for row in session.rows_in('SELECT * FROM %s WHERE deleted = 0 AND volume_id IN ({in})%s ORDER BY id'
+                               % (quote_identifier(table), extra_where), volume_ids, after=extra_params):
+        grouped.setdefault(row['volume_id'], []).append(row)
     return grouped
 
 

@@ -32,7 +32,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import quote_identifier
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
 
 # (table, column naming the instance), in the order instance_destroy soft-deletes them.
 CHILD_TABLES = (
@@ -109,25 +108,18 @@ def shown(row):
 
 def rows_of(session, table, column, uuids, live_only=True, columns='*', order=('id',)):
     """Rows of ``table`` whose ``column`` names one of the instances, in ``order`` (by default id order)."""
-    found = []
     where = ' AND deleted = 0' if live_only else ''
-    for chunk in chunks(sorted(uuids)):
-        found.extend(session.query('SELECT %s FROM %s WHERE %s IN (%s)%s ORDER BY %s'
-                                   % (columns, quote_identifier(table), quote_identifier(column),
-                                      placeholders(len(chunk)), where,
-                                      ', '.join(quote_identifier(part) for part in order)), chunk))
-    return found
+    return session.rows_in('SELECT %s FROM %s WHERE %s IN ({in})%s ORDER BY %s'
+                           % (columns, quote_identifier(table), quote_identifier(column), where,
+                              ', '.join(quote_identifier(part) for part in order)), sorted(uuids))
 
 
 def action_rows(session, uuids):
     """(events, actions) of the instances, every row (instance actions are never soft-deleted)."""
     actions = rows_of(session, 'instance_actions', 'instance_uuid', uuids, live_only=False,
                       columns='id, instance_uuid, action, deleted')
-    events = []
-    ids = [row['id'] for row in actions]
-    for chunk in chunks(ids):
-        events.extend(session.query('SELECT id, action_id, event, deleted FROM instance_actions_events '
-                                    'WHERE action_id IN (%s) ORDER BY id' % placeholders(len(chunk)), chunk))
+    events = session.rows_in('SELECT id, action_id, event, deleted FROM instance_actions_events '
+                             'WHERE action_id IN ({in}) ORDER BY id', [row['id'] for row in actions])
     return events, actions
 
 

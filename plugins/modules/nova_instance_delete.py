@@ -253,7 +253,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils import instance_records as records
 from ansible_collections.stackmender.openstack.plugins.module_utils import placement
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES, service_is_up
+from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
     Guard,
@@ -261,7 +261,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.remediation 
     RemediationModule,
     refuse_never_overridden,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import uuid_list
 
 NOVA_API = 'nova_api_db'
 PLACEMENT = 'placement_db'
@@ -288,7 +288,6 @@ class NovaInstanceDelete(RemediationModule):
             raise InputError('purge deletes database rows, which the Compute API cannot do; use method=db or auto')
         self.deleted = []
         self.gone = []  # purged uuids of which no cell and nothing in nova_api has a trace (see _refuse_absent)
-        self._utc_now = {}
 
     # ---------------------------------------------------------------- method
 
@@ -423,25 +422,11 @@ class NovaInstanceDelete(RemediationModule):
 
     # ------------------------------------------------------------- services
 
-    def _db_now(self, cell):
-        if cell.name not in self._utc_now:
-            self._utc_now[cell.name] = cell.session.query('SELECT UTC_TIMESTAMP() AS now')[0]['now']
-        return self._utc_now[cell.name]
-
     def _compute_services(self, cell, hosts):
+        """{host: its first live nova-compute service}, each telling whether it is up."""
         found = {}
-        for chunk in chunks(sorted(hosts)):
-            for row in cell.session.query(
-                    'SELECT id, host, `binary`, disabled, forced_down, last_seen_up, created_at, deleted FROM services '
-                    'WHERE host IN (%s) AND `binary` = %%s AND deleted = 0 ORDER BY id' % placeholders(len(chunk)),
-                    list(chunk) + ['nova-compute']):
-                reference = self._db_now(cell)
-                last = row['last_seen_up'] or row['created_at']
-                row['up'] = service_is_up(row, reference, self.params['service_down_time'])
-                row['seconds_since_report'] = int((reference - last).total_seconds()) if last else None
-                row['service_down_time'] = self.params['service_down_time']
-                row['cell'] = cell.name
-                found.setdefault(row['host'], row)
+        for row in nova.compute_services(cell, sorted(hosts), self.params['service_down_time']):
+            found.setdefault(row['host'], row)
         return found
 
     # ---------------------------------------------------------- cell rows
