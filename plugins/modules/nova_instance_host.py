@@ -112,7 +112,8 @@ notes:
     start the guest twice on the same disk. On the database path the source must be down by the
     O(service_down_time) rule, or forced down.
   - The target C(nova-compute) is disabled, or is down (by the same rule, or forced down).
-  - The target host has no C(host_mappings) row (database path with O(nova_api_db)).
+  - The target host has no C(host_mappings) row (database path). Without O(nova_api_db) nothing
+    shows that row, so the run refuses naming O(nova_api_db) unless O(accept_unverified) is set.
   - The instance is bound to the source host by PCI devices (C(pci_devices)), a NUMA topology
     (C(instance_extra.numa_topology)), or allocations on nested resource providers of the source
     compute node.
@@ -533,6 +534,9 @@ class NovaInstanceHost(RemediationModule):
             if not mapping:
                 plan.refuse('target_not_mapped', 'target host %s has no host_mappings row (run nova-manage cell_v2 '
                             'discover_hosts); Nova cannot schedule or evacuate to it' % host, [service])
+        elif 'nova_api_db' not in self.targets:
+            plan.blind('target_not_mapped', 'nova_api_db', 'nothing shows that target host %s has a host_mappings row '
+                       '(without one Nova cannot schedule or evacuate to it, nor find its cell)' % host)
         where, params = 'host = %s AND deleted = 0', [host]
         if self.target_node:
             where += ' AND hypervisor_hostname = %s'

@@ -135,7 +135,7 @@ def test_from_host_moves_every_live_instance_with_set_based_statements(ansible, 
     deleted = cloud.instance(host='compute1', vm_state='deleted', deleted=True)
     cloud.compute_host('compute3')
     elsewhere = cloud.instance(host='compute3')
-    args = db_args(dbs, 'nova', 'placement', from_host='compute1', host='compute2', journal_dir=journal_dir)
+    args = db_args(dbs, 'nova_api', 'placement', from_host='compute1', host='compute2', journal_dir=journal_dir)
 
     def verify():
         for instance in moved:
@@ -243,7 +243,7 @@ def test_deleted_instance_is_refused_with_its_row(ansible, dbs, cloud, journal_d
     dead_host(cloud, dbs)
     instance = cloud.instance(host='compute1', vm_state='deleted', deleted=True)
     before = snapshot(dbs, ALL_TABLES)
-    refused = ansible(MODULE, db_args(dbs, 'nova', instance=instance, host='compute2', journal_dir=journal_dir,
+    refused = ansible(MODULE, db_args(dbs, 'nova_api', instance=instance, host='compute2', journal_dir=journal_dir,
                                       force=True, force_reason='not overridable'))
     assert_clean_failure(refused, 'instance %s is deleted' % instance)
     guard = refused['guards'][0]
@@ -258,7 +258,7 @@ def test_source_service_up_refuses_with_evidence_then_force_applies(ansible, dbs
     cloud.compute_host('compute2')
     instance = cloud.instance(host='compute1')
     cloud.instance_allocations(instance, source['rp_uuid'])
-    args = db_args(dbs, 'nova', 'placement', instance=instance, host='compute2', journal_dir=journal_dir)
+    args = db_args(dbs, 'nova_api', 'placement', instance=instance, host='compute2', journal_dir=journal_dir)
     before = snapshot(dbs, ALL_TABLES)
     for check in (True, False):
         refused = ansible(MODULE, args, check=check)
@@ -290,7 +290,7 @@ def test_down_follows_novas_rule_forced_down_or_report_older_than_service_down_t
     cloud.compute_host('compute3', forced_down=True)
     quiet = cloud.instance(host='compute1')
     fenced = cloud.instance(host='compute3')
-    args = db_args(dbs, 'nova', host='compute2', journal_dir=journal_dir)
+    args = db_args(dbs, 'nova_api', host='compute2', journal_dir=journal_dir)
 
     # 90 s since the last report: down with Nova's default of 60 s, up with 600 s.
     refused = ansible(MODULE, dict(args, instance=quiet, service_down_time=600), check=True)
@@ -312,7 +312,7 @@ def test_target_service_disabled_or_down_refuses_with_evidence(ansible, dbs, clo
                                 disabled_reason='maintenance' if case == 'disabled' else None,
                                 forced_down=case == 'forced_down'))
     instance = stranded(cloud, hosts)
-    args = db_args(dbs, 'nova', 'placement', instance=instance, host='compute2', journal_dir=journal_dir)
+    args = db_args(dbs, 'nova_api', 'placement', instance=instance, host='compute2', journal_dir=journal_dir)
     before = snapshot(dbs, ALL_TABLES)
     refused = ansible(MODULE, args)
     expected = {'disabled': ('target_service_disabled', 'is disabled (maintenance)'),
@@ -346,14 +346,14 @@ def test_target_that_cannot_take_the_instance_is_refused_even_with_force(ansible
          lambda evidence: evidence['host'] == 'compute7'),
     ]
     for extra, guard_name, fragment, check_evidence in cases:
-        args = db_args(dbs, 'nova', 'placement', instance=instance, journal_dir=journal_dir,
+        args = db_args(dbs, 'nova_api', 'placement', instance=instance, journal_dir=journal_dir,
                        force=True, force_reason='not overridable', **extra)
         refused = ansible(MODULE, args)
         assert_clean_failure(refused, fragment)
         assert refused['guards'][0]['guard'] == guard_name
         assert check_evidence(refused['guards'][0]['evidence'][0]), refused['guards'][0]
     # With node given, a host of several nodes is fine.
-    chosen = ansible(MODULE, db_args(dbs, 'nova', instance=instance, host='compute7', node='compute7-b',
+    chosen = ansible(MODULE, db_args(dbs, 'nova_api', instance=instance, host='compute7', node='compute7-b',
                                      journal_dir=journal_dir), check=True)
     assert not chosen.failed, chosen['msg']
     assert chosen['instances'][0]['to_node'] == 'compute7-b'
@@ -366,7 +366,7 @@ def test_target_without_resource_provider_is_refused(ansible, dbs, cloud, journa
     instance = stranded(cloud, hosts)
     cloud.nova_service('compute8')
     node = cloud.compute_node('compute8')
-    refused = ansible(MODULE, db_args(dbs, 'nova', 'placement', instance=instance, host='compute8',
+    refused = ansible(MODULE, db_args(dbs, 'nova_api', 'placement', instance=instance, host='compute8',
                                       journal_dir=journal_dir))
     assert_clean_failure(refused, 'has no resource provider in placement')
     assert refused['guards'][0]['guard'] == 'target_provider_missing'
@@ -400,7 +400,7 @@ def test_host_bound_resources_refuse_with_evidence(ansible, dbs, cloud, journal_
     cloud.inventory(child, 'VGPU', 4)
     nested = cloud.allocation(with_vgpu, child, 'VGPU', 1)
     before = snapshot(dbs, ALL_TABLES)
-    args = db_args(dbs, 'nova', 'placement', instance=[with_pci, with_vgpu], host='compute2', journal_dir=journal_dir)
+    args = db_args(dbs, 'nova_api', 'placement', instance=[with_pci, with_vgpu], host='compute2', journal_dir=journal_dir)
     refused = ansible(MODULE, args)
     assert_clean_failure(refused, 'uses resources bound to its source host')
     guards = dict((guard['message'].split()[1], guard) for guard in refused['guards'])
@@ -416,7 +416,7 @@ def test_instance_already_on_the_target_is_not_a_change(ansible, dbs, cloud, jou
     hosts = dead_host(cloud, dbs)
     instance = cloud.instance(host='compute2')
     cloud.instance_allocations(instance, hosts[1]['rp_uuid'])
-    result = ansible(MODULE, db_args(dbs, 'nova', 'placement', instance=instance, host='compute2',
+    result = ansible(MODULE, db_args(dbs, 'nova_api', 'placement', instance=instance, host='compute2',
                                      journal_dir=journal_dir))
     assert not result.failed and not result.changed, result
     assert result['notes'][0] == 'instance %s is already on host compute2 (node compute2)' % instance
@@ -428,7 +428,7 @@ def test_without_placement_and_cinder_the_result_says_what_is_left(ansible, dbs,
     hosts = dead_host(cloud, dbs)
     instance = stranded(cloud, hosts)
     cloud.attach_volume(instance)
-    applied = ansible(MODULE, db_args(dbs, 'nova', instance=instance, host='compute2', journal_dir=journal_dir))
+    applied = ansible(MODULE, db_args(dbs, 'nova_api', instance=instance, host='compute2', journal_dir=journal_dir))
     assert not applied.failed and applied.changed, applied['msg']
     warnings = ' '.join(applied['warnings'])
     assert 'heal_allocations --force --instance UUID' in warnings and instance in warnings
@@ -453,7 +453,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal
         (dict(instance=instance, host='compute2', force=True), 'force_reason'),
     ]
     for extra, fragment in cases:
-        assert_clean_failure(ansible(MODULE, db_args(dbs, 'nova', journal_dir=journal_dir, **extra)), fragment)
+        assert_clean_failure(ansible(MODULE, db_args(dbs, 'nova_api', journal_dir=journal_dir, **extra)), fragment)
     no_nova = ansible(MODULE, db_args(dbs, 'placement', instance=instance, host='compute2', method='db',
                                       journal_dir=journal_dir))
     assert_clean_failure(no_nova, 'method=db needs nova_db (a single cell database) or nova_api_db')
@@ -464,3 +464,23 @@ def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal
     assert_clean_failure(wrong_database, 'has no table instances')
     assert snapshot(dbs, ALL_TABLES) == before
     assert not os.path.exists(journal_dir) or not os.listdir(journal_dir)
+
+
+@pytest.mark.newest_release
+def test_without_nova_api_the_host_mapping_guard_cannot_look_and_refuses_unless_accepted(ansible, dbs, cloud,
+                                                                                         journal_dir):
+    """nova_db alone cannot show the target's host_mappings row: refused, naming nova_api_db, until accepted."""
+    dead_host(cloud, dbs)
+    instance = cloud.instance(host='compute1')
+    args = db_args(dbs, 'nova', instance=instance, host='compute2', journal_dir=journal_dir)
+    before = snapshot(dbs, ALL_TABLES)
+    blind = ansible(MODULE, args)
+    assert_clean_failure(blind, 'give nova_api_db so the guard can look')
+    assert [spot['guard'] for spot in blind['unverified_guards']] == ['target_not_mapped']
+    assert snapshot(dbs, ALL_TABLES) == before
+    reason = 'INC-5002: compute2 was mapped by discover_hosts at 03:10'
+    accepted = ansible(MODULE, dict(args, accept_unverified=True, unverified_reason=reason))
+    assert not accepted.failed and accepted.changed, accepted['msg']
+    assert accepted['unverified_guards'][0]['guard'] == 'target_not_mapped'
+    assert load_journal(accepted['journal'])['unverified_reason'] == reason
+    assert instance_row(dbs, instance)['host'] == 'compute2'
