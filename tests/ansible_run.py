@@ -71,7 +71,16 @@ class WarmController(object):
         atexit.register(self.stop)
 
     def run(self, argv, timeout, extra_env):
-        with self.lock, tempfile.TemporaryDirectory(prefix='warm-ansible-') as scratch:
+        """The run's Completed, or None when the controller is busy with another thread's run."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            return self._run(argv, timeout, extra_env)
+        finally:
+            self.lock.release()
+
+    def _run(self, argv, timeout, extra_env):
+        with tempfile.TemporaryDirectory(prefix='warm-ansible-') as scratch:
             out, err = os.path.join(scratch, 'stdout'), os.path.join(scratch, 'stderr')
             self.process.stdin.write(json.dumps({'argv': argv, 'stdout': out, 'stderr': err, 'cwd': os.getcwd(),
                                                  'timeout': timeout, 'env': extra_env}) + '\n')
@@ -100,11 +109,12 @@ def run_ansible(argv, env, timeout):
 
     Ansible reads ANSIBLE_* settings when it is imported: a call whose ANSIBLE_* settings match a warm
     controller's runs there (other variables, such as OS_CLIENT_CONFIG_FILE for the modules, are set
-    in the forked child); any other runs as a plain process. STACKMENDER_COLD_ANSIBLE=1 turns warm
-    controllers off.
+    in the forked child); any other runs as a plain process, as does a run started while another
+    thread's run holds the warm controller (a test that runs two modules at once gets two real
+    concurrent runs). STACKMENDER_COLD_ANSIBLE=1 turns warm controllers off.
     """
     if os.environ.get('STACKMENDER_COLD_ANSIBLE') == '1':
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+        return _cold(argv, env, timeout)
     settings = tuple(sorted((key, value) for key, value in env.items() if key.startswith('ANSIBLE_')))
     controller = _controllers.get(settings)
     if controller is None:
@@ -112,7 +122,12 @@ def run_ansible(argv, env, timeout):
         base.update(settings)
         controller = _controllers[settings] = WarmController(base)
     extra = dict((key, value) for key, value in env.items() if controller.env.get(key) != value)
-    return controller.run(argv, timeout, extra)
+    completed = controller.run(argv, timeout, extra)
+    return completed if completed is not None else _cold(argv, env, timeout)
+
+
+def _cold(argv, env, timeout):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env)
 
 
 def run_module(collections_path, module, args, check=False, diff=False, verbosity=0, env=None):
