@@ -17,6 +17,7 @@ are JSON lines on stdin and stdout::
     {"rc": 0}        or {"rc": null, "timed_out": true}
 """
 
+import importlib
 import json
 import os
 import signal
@@ -24,16 +25,11 @@ import sys
 import time
 
 # The expensive imports, done once before any fork.
-import ansible.cli.adhoc  # noqa: F401
-import ansible.cli.playbook  # noqa: F401
-import ansible.executor.module_common  # noqa: F401
-import ansible.executor.task_queue_manager  # noqa: F401
-import ansible.inventory.manager  # noqa: F401
-import ansible.parsing.dataloader  # noqa: F401
-import ansible.playbook.play  # noqa: F401
-import ansible.plugins.loader  # noqa: F401
-import ansible.template  # noqa: F401
-import ansible.vars.manager  # noqa: F401
+PRELOADED = ('ansible.cli.adhoc', 'ansible.cli.playbook', 'ansible.executor.module_common',
+             'ansible.executor.task_queue_manager', 'ansible.inventory.manager', 'ansible.parsing.dataloader',
+             'ansible.playbook.play', 'ansible.plugins.loader', 'ansible.template', 'ansible.vars.manager')
+for _name in PRELOADED:
+    importlib.import_module(_name)
 
 CLIS = {'ansible': ('ansible.cli.adhoc', 'AdHocCLI'), 'ansible-playbook': ('ansible.cli.playbook', 'PlaybookCLI')}
 

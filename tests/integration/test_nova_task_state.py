@@ -126,8 +126,9 @@ def test_abort_by_migration_uuid_on_the_destination_drops_the_hold(ansible, dbs,
     assert any('hard reboot' in warning for warning in applied['warnings'])
     again = ansible(MODULE, args)
     assert not again.failed and not again.changed, again
-    assert again['notes'][:2] == ['migration %s is already cancelled' % migration,
-                              'instance %s has no task in progress and no unfinished migration to end' % instance]
+    assert again['notes'][:2] == [
+        'migration %s is already cancelled' % migration,
+        'instance %s has no task in progress and no unfinished migration to end' % instance]
 
 
 @pytest.mark.newest_release
