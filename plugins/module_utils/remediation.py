@@ -139,6 +139,8 @@ class Plan(object):
         self.changes = []
         self.calls = []
         self.guards = []
+        # Guards that force never lifts (refuse(..., never=True)).
+        self.never_guards = []
         # Guards that could not look (see blind); the run refuses unless accept_unverified.
         self.blind_spots = []
         self.warnings = []
@@ -165,8 +167,27 @@ class Plan(object):
     def call(self, *args, **kwargs):
         self.calls.append(ApiCall(*args, **kwargs))
 
-    def refuse(self, name, message, evidence=None):
-        self.guards.append(Guard(name, message, evidence))
+    def refuse(self, name, message, evidence=None, never=False):
+        """A guard that found a problem: the run refuses, with ``evidence``.
+
+        The one way a module refuses. ``force`` (with a force_reason) lifts an ordinary refusal;
+        ``never=True`` is for what force must never lift (a deleted instance, cell0, a target in
+        another cell): the run then refuses at the latest when planning ends, or at once where the
+        module calls :meth:`stop_if_never_overridden` because planning cannot go on.
+        """
+        (self.never_guards if never else self.guards).append(Guard(name, message, evidence))
+
+    def stop_if_never_overridden(self):
+        """Refuse now if any guard that force never lifts holds; nothing has been written yet.
+
+        The result shows them first, then the ordinary guards, so the operator sees everything
+        that stands in the way at once.
+        """
+        if not self.never_guards:
+            return
+        guards = [guard.to_result() for guard in self.never_guards] + [guard.to_result() for guard in self.guards]
+        raise GuardRefusal('refused: %s. This is never overridden, even with force. Nothing was changed'
+                           % '; '.join(guard.message for guard in self.never_guards), guards=guards)
 
     def blind(self, guard_name, missing_option, message):
         """Guard ``guard_name`` cannot check its invariant because ``missing_option`` was not given.
@@ -187,19 +208,6 @@ class Plan(object):
 
     def note(self, message):
         self.notes.append(message)
-
-
-def refuse_never_overridden(hard, plan):
-    """Fail when any of ``hard`` (guards that force never lifts) holds; nothing has been written yet.
-
-    The result shows them first, then the plan's ordinary guards, so the operator sees everything
-    that stands in the way at once.
-    """
-    if not hard:
-        return
-    guards = [guard.to_result() for guard in hard] + [guard.to_result() for guard in plan.guards]
-    raise GuardRefusal('refused: %s. This is never overridden, even with force. Nothing was changed'
-                       % '; '.join(guard.message for guard in hard), guards=guards)
 
 
 def describe_calls(calls):
@@ -561,6 +569,7 @@ class RemediationModule(object):
                     plan = self._resume_or_plan_db()
             else:
                 plan = self._resume_or_plan_db()
+            plan.stop_if_never_overridden()
             result = dict(changed=False, method=method, method_reason=reason, plan=[], before={}, after={},
                           journal=None, force=self.params['force'])
             if plan.guards:

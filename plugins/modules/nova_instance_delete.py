@@ -256,10 +256,8 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.errors impor
 from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
-    Guard,
     Plan,
     RemediationModule,
-    refuse_never_overridden,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import uuid_list
 
@@ -322,14 +320,13 @@ class NovaInstanceDelete(RemediationModule):
 
     def plan_db(self):
         plan = Plan()
-        hard = []
         stamp = now()
         purge = self.params['purge']
         cells = self.nova_cells()
         for cell in cells:
             records.require_cell_schema(self.schema(cell.name, 'nova'), purge and not cell.is_cell0)
-        found = self._find(cells, hard)
-        refuse_never_overridden(hard, plan)
+        found = self._find(cells, plan)
+        plan.stop_if_never_overridden()
         by_cell = {}
         for uuid in self.instance_ids:
             row = found.get(uuid)
@@ -339,8 +336,8 @@ class NovaInstanceDelete(RemediationModule):
         for cell in cells:
             rows = by_cell.get(cell.name)
             if rows:
-                touched.extend(self._plan_cell(cell, rows, plan, hard, stamp))
-        refuse_never_overridden(hard, plan)
+                touched.extend(self._plan_cell(cell, rows, plan, stamp))
+        plan.stop_if_never_overridden()
         uuids = [uuid for uuid in self.instance_ids if uuid in found or (purge and uuid in self.gone)]
         api_changed = self._plan_api_rows(uuids, plan, stamp) if NOVA_API in self.targets else set()
         placement_changed = self._plan_placement(uuids, plan) if PLACEMENT in self.targets else set()
@@ -368,7 +365,7 @@ class NovaInstanceDelete(RemediationModule):
             return 'purge'
         return 'soft-delete' if row and not row['deleted'] else 'cleanup'
 
-    def _find(self, cells, hard):
+    def _find(self, cells, plan):
         """{uuid: instance row}: the live row, else the newest deleted one; refuses what cannot be deleted here."""
         by_uuid = nova.instance_rows(cells, ', '.join('`%s`' % column for column in records.INSTANCE_COLUMNS),
                                      uuids=self.instance_ids)
@@ -379,36 +376,36 @@ class NovaInstanceDelete(RemediationModule):
             live = [row for row in rows if not row['deleted']]
             evidence = [self._shown_instance(row) for row in rows]
             if len(live) > 1:
-                hard.append(Guard('instance_in_several_cells', 'instance %s has live rows in several cells (%s)'
-                                  % (uuid, ', '.join(row['cell'].name for row in live)), evidence))
+                plan.refuse('instance_in_several_cells', 'instance %s has live rows in several cells (%s)'
+                            % (uuid, ', '.join(row['cell'].name for row in live)), evidence, never=True)
                 continue
             row = live[0] if live else (rows[-1] if rows else None)
             if row is None:
                 missing.append(uuid)
                 continue
             if row['cell'].is_cell0:
-                hard.append(Guard('cell0', 'instance %s is in cell0 (it was never scheduled); the database path never '
-                                  'writes cell0: delete it through the API (method=api), where Nova needs no compute '
-                                  'host for it' % uuid, evidence))
+                plan.refuse('cell0', 'instance %s is in cell0 (it was never scheduled); the database path never '
+                            'writes cell0: delete it through the API (method=api), where Nova needs no compute '
+                            'host for it' % uuid, evidence, never=True)
                 continue
             found[uuid] = row
         if missing:
-            self._refuse_absent(missing, hard)
+            self._refuse_absent(missing, plan)
         return found
 
-    def _refuse_absent(self, missing, hard):
+    def _refuse_absent(self, missing, plan):
         """Instances in none of the cells read: purged only when Nova has no trace of them anywhere."""
         absent = self.absent_instances(missing)
         unknown = []
         for uuid in missing:
             absence = absent[uuid]
             if absence.kind == 'building':
-                hard.append(Guard('build_request', '%s (method=api)' % absence.explain(), absence.evidence))
+                plan.refuse('build_request', '%s (method=api)' % absence.explain(), absence.evidence, never=True)
             elif not self.params['purge']:
                 unknown.append(absence.explain())
             elif not absence.gone:
-                hard.append(Guard('instance_not_in_cells_read', '%s: its nova_api records, allocations and volumes '
-                                  'are not purged' % absence.explain(), absence.evidence))
+                plan.refuse('instance_not_in_cells_read', '%s: its nova_api records, allocations and volumes '
+                            'are not purged' % absence.explain(), absence.evidence, never=True)
         if unknown:
             raise InputError('nothing to delete: %s' % '; '.join(unknown))
         self.gone = [uuid for uuid in missing if absent[uuid].gone]
@@ -431,7 +428,7 @@ class NovaInstanceDelete(RemediationModule):
 
     # ---------------------------------------------------------- cell rows
 
-    def _plan_cell(self, cell, rows, plan, hard, stamp):
+    def _plan_cell(self, cell, rows, plan, stamp):
         """Plan one cell's rows; returns the uuids with a change."""
         purge = self.params['purge']
         live = [row for row in rows if not row['deleted']]
@@ -442,9 +439,9 @@ class NovaInstanceDelete(RemediationModule):
             for table, column in records.BLOCKING_TABLES:
                 if self.schema(cell.name, 'nova').has(table, column):
                     for blocking in records.rows_of(cell.session, table, column, uuids, live_only=False):
-                        hard.append(Guard('purge_blocked', 'instance %s has %s rows, which no Nova delete removes and '
-                                          'which keep its row by foreign key; remove them first or do not purge'
-                                          % (blocking[column], table), [dict(blocking, table=table)]))
+                        plan.refuse('purge_blocked', 'instance %s has %s rows, which no Nova delete removes and '
+                                    'which keep its row by foreign key; remove them first or do not purge'
+                                    % (blocking[column], table), [dict(blocking, table=table)], never=True)
             events, actions = records.action_rows(cell.session, uuids)
             by_action = dict((row['id'], row['instance_uuid']) for row in actions)
             for row in events:
@@ -669,7 +666,6 @@ class NovaInstanceDelete(RemediationModule):
 
     def plan_api(self):
         plan = Plan()
-        hard = []
         compute = self.conn.compute
         services = {}
         for uuid in self.instance_ids:
@@ -686,10 +682,10 @@ class NovaInstanceDelete(RemediationModule):
             up = service is not None and service.state == 'up' and not service.is_forced_down
             evidence = [shown] + ([self._shown_service(service)] if service is not None else [])
             if up and server.task_state in records.DELETE_TASK_STATES:
-                hard.append(Guard('delete_already_cast', 'instance %s is already %s on host %s, whose nova-compute '
-                                  'Nova counts as up: Nova ignores another delete until that compute finishes it. If '
-                                  'the host is dead, wait until Nova counts the service down (service_down_time) or '
-                                  'force it down, then run again' % (uuid, server.task_state, host), evidence))
+                plan.refuse('delete_already_cast', 'instance %s is already %s on host %s, whose nova-compute '
+                            'Nova counts as up: Nova ignores another delete until that compute finishes it. If '
+                            'the host is dead, wait until Nova counts the service down (service_down_time) or '
+                            'force it down, then run again' % (uuid, server.task_state, host), evidence, never=True)
                 continue
             if up and server.task_state:
                 plan.refuse('task_in_progress', 'instance %s has task_state %s in progress on host %s, whose '
@@ -717,7 +713,7 @@ class NovaInstanceDelete(RemediationModule):
             self.deleted.append(dict(instance=uuid, host=host, vm_state=server.vm_state,
                                      task_state=server.task_state, action='api-delete',
                                      compute_service='down' if host and not up else ('up' if up else None)))
-        refuse_never_overridden(hard, plan)
+        plan.stop_if_never_overridden()
         return plan
 
     def _api_server(self, uuid):

@@ -293,10 +293,8 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.nova import 
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
     ApiUnsuitable,
-    Guard,
     Plan,
     RemediationModule,
-    refuse_never_overridden,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
     host_name,
@@ -381,13 +379,12 @@ class NovaInstanceHost(RemediationModule):
 
     def plan_db(self):
         plan = Plan()
-        hard = []
         stamp = now()
         cells = self.nova_cells()
         for cell in cells:
             self._require_nova_schema(cell)
-        instances = self._select_instances(cells, hard)
-        refuse_never_overridden(hard, plan)
+        instances = self._select_instances(cells, plan)
+        plan.stop_if_never_overridden()
         if not instances:
             plan.note('no live instance on host %s' % self.from_host if self.from_host else 'no instance selected')
             return plan
@@ -400,7 +397,7 @@ class NovaInstanceHost(RemediationModule):
             rows = by_cell.get(cell.name)
             if not rows:
                 continue
-            target = self._target(cell, cells, hard, plan, rows)
+            target = self._target(cell, cells, plan, rows)
             if target is None:
                 continue
             for row in rows:
@@ -409,7 +406,7 @@ class NovaInstanceHost(RemediationModule):
                     continue
                 row['target'] = target
                 moving.append(row)
-        refuse_never_overridden(hard, plan)
+        plan.stop_if_never_overridden()
         if not moving:
             return plan
 
@@ -419,12 +416,12 @@ class NovaInstanceHost(RemediationModule):
                 self._check_sources(cell, rows, plan)
                 self._plan_cell(cell, rows, plan, stamp)
         if PLACEMENT in self.targets:
-            self._plan_placement(moving, plan, hard, stamp)
+            self._plan_placement(moving, plan, stamp)
         else:
             plan.warn('placement was not given (placement_db): the allocations of the moved instance(s) stay on the '
                       'source compute node; run nova-manage placement heal_allocations --force --instance UUID for '
                       'each of %s' % ', '.join(row['uuid'] for row in moving))
-        refuse_never_overridden(hard, plan)
+        plan.stop_if_never_overridden()
         if CINDER in self.targets:
             self._plan_cinder(moving, plan, stamp)
         self._warn_followups(moving, plan)
@@ -450,7 +447,7 @@ class NovaInstanceHost(RemediationModule):
                                           'updated_at'),
                        purpose='clear the migration context')
 
-    def _select_instances(self, cells, hard):
+    def _select_instances(self, cells, plan):
         # compute_id exists from 2023.1 on; older cells are read without it.
         by_uuid = nova.instance_rows(
             cells, 'id, uuid, host, node, task_state, vm_state, power_state, deleted, updated_at',
@@ -463,20 +460,20 @@ class NovaInstanceHost(RemediationModule):
             live = [row for row in rows if not row['deleted']]
             evidence = [self._shown_instance(row) for row in rows]
             if not live:
-                hard.append(Guard('instance_deleted', 'instance %s is deleted' % uuid, evidence))
+                plan.refuse('instance_deleted', 'instance %s is deleted' % uuid, evidence, never=True)
                 continue
             if len(live) > 1:
-                hard.append(Guard('instance_in_several_cells', 'instance %s has live rows in several cells (%s)'
-                                  % (uuid, ', '.join(row['cell'].name for row in live)), evidence))
+                plan.refuse('instance_in_several_cells', 'instance %s has live rows in several cells (%s)'
+                            % (uuid, ', '.join(row['cell'].name for row in live)), evidence, never=True)
                 continue
             row = live[0]
             if row['cell'].is_cell0:
-                hard.append(Guard('cell0', 'instance %s is in cell0, which holds instances that were never scheduled '
-                                  'and is never written' % uuid, [self._shown_instance(row)]))
+                plan.refuse('cell0', 'instance %s is in cell0, which holds instances that were never scheduled '
+                            'and is never written' % uuid, [self._shown_instance(row)], never=True)
                 continue
             if not row['host']:
-                hard.append(Guard('instance_without_host', 'instance %s has no host: it was never built on a compute '
-                                  'host; rebuild or delete it instead' % uuid, [self._shown_instance(row)]))
+                plan.refuse('instance_without_host', 'instance %s has no host: it was never built on a compute '
+                            'host; rebuild or delete it instead' % uuid, [self._shown_instance(row)], never=True)
                 continue
             selected.append(row)
         return selected
@@ -494,7 +491,7 @@ class NovaInstanceHost(RemediationModule):
         """The live nova-compute services of ``host`` in ``cell``, each telling whether it is up."""
         return nova.compute_services(cell, [host], self.params['service_down_time'], SERVICE_COLUMNS)
 
-    def _target(self, cell, cells, hard, plan, rows):
+    def _target(self, cell, cells, plan, rows):
         """The target service and compute node in ``cell``, after its guards; None when refused."""
         cache = self._targets
         if cell.name in cache:
@@ -509,17 +506,17 @@ class NovaInstanceHost(RemediationModule):
                     elsewhere.extend(self._services(other, host))
             instances = ', '.join(row['uuid'] for row in rows)
             if elsewhere:
-                hard.append(Guard('target_in_other_cell', 'target host %s is in cell %s, instance(s) %s in %s; Nova '
-                                  'cannot move an instance between cells this way'
-                                  % (host, elsewhere[0]['cell'], instances, cell.name),
-                                  elsewhere + [self._shown_instance(row) for row in rows]))
+                plan.refuse('target_in_other_cell', 'target host %s is in cell %s, instance(s) %s in %s; Nova '
+                            'cannot move an instance between cells this way'
+                            % (host, elsewhere[0]['cell'], instances, cell.name),
+                            elsewhere + [self._shown_instance(row) for row in rows], never=True)
             else:
                 deleted = cell.session.query('SELECT %s FROM services WHERE host = %%s AND deleted != 0 ORDER BY id'
                                              % ', '.join('`%s`' % column for column in SERVICE_COLUMNS), (host,))
                 evidence = [dict(row, cell=cell.name) for row in deleted] or [
                     dict(host=host, binary='nova-compute', cell=cell.name, live_service_rows=0)]
-                hard.append(Guard('target_service_missing', 'no live nova-compute service for target host %s in %s'
-                                  % (host, cell.name), evidence))
+                plan.refuse('target_service_missing', 'no live nova-compute service for target host %s in %s'
+                            % (host, cell.name), evidence, never=True)
             return None
         service = services[0]
         if 'nova_api_db' in self.targets and cell.uuid:
@@ -527,9 +524,9 @@ class NovaInstanceHost(RemediationModule):
                 'SELECT h.id, h.host, h.cell_id, c.uuid AS cell_uuid, c.name AS cell_name FROM host_mappings h '
                 'LEFT JOIN cell_mappings c ON c.id = h.cell_id WHERE h.host = %s', (host,))
             if mapping and mapping[0]['cell_uuid'] != cell.uuid:
-                hard.append(Guard('target_in_other_cell', 'target host %s is mapped to cell %s, but its instance(s) '
-                                  'are in %s' % (host, mapping[0]['cell_name'] or mapping[0]['cell_uuid'], cell.name),
-                                  mapping + [service]))
+                plan.refuse('target_in_other_cell', 'target host %s is mapped to cell %s, but its instance(s) '
+                            'are in %s' % (host, mapping[0]['cell_name'] or mapping[0]['cell_uuid'], cell.name),
+                            mapping + [service], never=True)
                 return None
             if not mapping:
                 plan.refuse('target_not_mapped', 'target host %s has no host_mappings row (run nova-manage cell_v2 '
@@ -546,13 +543,13 @@ class NovaInstanceHost(RemediationModule):
         if not nodes:
             others = cell.session.query('SELECT id, uuid, host, hypervisor_hostname, service_id, deleted '
                                         'FROM compute_nodes WHERE host = %s ORDER BY id', (host,))
-            hard.append(Guard('target_compute_node_missing', 'target host %s has no live compute node%s in %s'
-                              % (host, ' named %s' % self.target_node if self.target_node else '', cell.name),
-                              [dict(row, cell=cell.name) for row in others] or [service]))
+            plan.refuse('target_compute_node_missing', 'target host %s has no live compute node%s in %s'
+                        % (host, ' named %s' % self.target_node if self.target_node else '', cell.name),
+                        [dict(row, cell=cell.name) for row in others] or [service], never=True)
             return None
         if len(nodes) > 1:
-            hard.append(Guard('target_node_ambiguous', 'target host %s has %d compute nodes; give node'
-                              % (host, len(nodes)), [dict(row, cell=cell.name) for row in nodes]))
+            plan.refuse('target_node_ambiguous', 'target host %s has %d compute nodes; give node'
+                        % (host, len(nodes)), [dict(row, cell=cell.name) for row in nodes], never=True)
             return None
         if service['disabled']:
             plan.refuse('target_service_disabled', 'the nova-compute service of target host %s is disabled (%s)'
@@ -663,7 +660,7 @@ class NovaInstanceHost(RemediationModule):
 
     # ------------------------------------------------------------ placement
 
-    def _plan_placement(self, rows, plan, hard, stamp):
+    def _plan_placement(self, rows, plan, stamp):
         session = self.session(PLACEMENT)
         placement.require_schema(self.schema(PLACEMENT, 'placement'), 'move the allocations of the instances')
         uuids = set()
@@ -685,10 +682,10 @@ class NovaInstanceHost(RemediationModule):
             target_node = row['target']['node']
             target = providers.get(target_node['uuid'])
             if target is None:
-                hard.append(Guard('target_provider_missing', 'the target compute node %s (%s) has no resource provider '
-                                  'in placement: its nova-compute never registered it'
-                                  % (target_node['hypervisor_hostname'], target_node['uuid']),
-                                  [dict(target_node, cell=row['cell'].name)]))
+                plan.refuse('target_provider_missing', 'the target compute node %s (%s) has no resource provider '
+                            'in placement: its nova-compute never registered it'
+                            % (target_node['hypervisor_hostname'], target_node['uuid']),
+                            [dict(target_node, cell=row['cell'].name)], never=True)
                 continue
             own = set([row['uuid']]) | migration_uuids[row['uuid']]
             mine = [allocation for allocation in allocations if allocation['consumer_id'] in own]
@@ -777,7 +774,6 @@ class NovaInstanceHost(RemediationModule):
             raise ApiUnsuitable("Nova's evacuation picks the target's compute node itself, so node is honoured only "
                                 "by the database path")
         plan = Plan()
-        hard = []
         compute = self.conn.compute
         microversion = MICROVERSION_STOPPED if self.params['target_state'] == 'stopped' else MICROVERSION_KEEP
         if not api.openstack.utils.supports_microversion(compute, microversion):
@@ -786,9 +782,9 @@ class NovaInstanceHost(RemediationModule):
         if target is None:
             known = [dict(host=service.host, status=service.status, state=service.state)
                      for service in compute.services(binary='nova-compute')]
-            hard.append(Guard('target_service_missing', 'the Compute API knows no nova-compute service on target host %s'
-                              % self.target_host, known or [dict(host=self.target_host, services_found=0)]))
-            refuse_never_overridden(hard, plan)
+            plan.refuse('target_service_missing', 'the Compute API knows no nova-compute service on target host %s'
+                        % self.target_host, known or [dict(host=self.target_host, services_found=0)], never=True)
+            plan.stop_if_never_overridden()
         shown_target = self._shown_api_service(target)
         if target.status == 'disabled':
             plan.refuse('target_service_disabled', 'the nova-compute service of target host %s is disabled (%s)'
@@ -801,8 +797,8 @@ class NovaInstanceHost(RemediationModule):
         for server in servers:
             shown = self._shown_server(server)
             if not server.compute_host:
-                hard.append(Guard('instance_without_host', 'instance %s has no host: it was never scheduled (cell0) or '
-                                  'never built; rebuild or delete it instead' % server.id, [shown]))
+                plan.refuse('instance_without_host', 'instance %s has no host: it was never scheduled (cell0) or '
+                            'never built; rebuild or delete it instead' % server.id, [shown], never=True)
                 continue
             if server.compute_host == self.target_host:
                 plan.note('instance %s is already on host %s' % (server.id, self.target_host))
@@ -814,10 +810,10 @@ class NovaInstanceHost(RemediationModule):
                 raise ApiUnsuitable('instance %s is %s; Nova evacuates only active, stopped or error instances'
                                     % (server.id, server.vm_state))
             by_source.setdefault(server.compute_host, []).append(server)
-        refuse_never_overridden(hard, plan)
+        plan.stop_if_never_overridden()
         if by_source and 'nova_api_db' in self.targets:
-            self._api_same_cell(by_source, hard)
-            refuse_never_overridden(hard, plan)
+            self._api_same_cell(by_source, plan)
+            plan.stop_if_never_overridden()
         for source_host in sorted(by_source):
             self._plan_api_source(plan, source_host, by_source[source_host], microversion)
         if not by_source and not plan.notes:
@@ -855,7 +851,7 @@ class NovaInstanceHost(RemediationModule):
                 raise api.translate(error, 'reading instance %s' % instance_id)
         return servers
 
-    def _api_same_cell(self, by_source, hard):
+    def _api_same_cell(self, by_source, plan):
         session = self.session('nova_api_db')
         hosts = sorted(by_source) + [self.target_host]
         mappings = dict((row['host'], row) for row in session.rows_in(
@@ -867,7 +863,7 @@ class NovaInstanceHost(RemediationModule):
             if target and source and source['cell_id'] != target['cell_id']:
                 message = 'source host %s is in cell %s, target host %s in %s; Nova cannot evacuate between cells' % (
                     source_host, source['cell_name'], self.target_host, target['cell_name'])
-                hard.append(Guard('target_in_other_cell', message, [source, target]))
+                plan.refuse('target_in_other_cell', message, [source, target], never=True)
 
     def _plan_api_source(self, plan, source_host, servers, microversion):
         service = self._api_service(source_host)

@@ -235,10 +235,8 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.errors impor
 from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
-    Guard,
     Plan,
     RemediationModule,
-    refuse_never_overridden,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
     chunks,
@@ -339,7 +337,6 @@ class NovaNetworkInfoCache(RemediationModule):
 
     def plan_db(self):
         plan = Plan()
-        hard = []
         stamp = now()
         cells = self.nova_cells()
         for cell in cells:
@@ -351,11 +348,11 @@ class NovaNetworkInfoCache(RemediationModule):
             schema.require('migrations', ('id', 'instance_uuid', 'status', 'migration_type', 'source_compute',
                                           'dest_compute', 'deleted'), purpose='check for unfinished migrations')
             schema.require('services', ('id', 'host', 'binary', 'deleted'), purpose='check the host name')
-        instances = self._select_instances(cells, hard)
-        refuse_never_overridden(hard, plan)
+        instances = self._select_instances(cells, plan)
+        plan.stop_if_never_overridden()
         work = []
         for row in instances:
-            vifs = self._read_cache(row, hard)
+            vifs = self._read_cache(row, plan)
             if vifs is None:
                 continue
             row['vifs'] = vifs
@@ -372,7 +369,7 @@ class NovaNetworkInfoCache(RemediationModule):
                 continue
             row['broken'] = broken
             work.append(row)
-        refuse_never_overridden(hard, plan)
+        plan.stop_if_never_overridden()
         missing_ports = set(self.port_ids)
         for row in instances:
             for vif in row.get('vifs') or []:
@@ -387,10 +384,10 @@ class NovaNetworkInfoCache(RemediationModule):
         self._guard_instances(work, plan)
         for row in work:
             if self.binding_source == 'api':
-                self._plan_from_neutron(row, plan, hard)
+                self._plan_from_neutron(row, plan)
             else:
-                self._plan_from_options(row, plan, hard)
-        refuse_never_overridden(hard, plan)
+                self._plan_from_options(row, plan)
+        plan.stop_if_never_overridden()
         for row in work:
             if not row.get('repairs'):
                 continue
@@ -412,7 +409,7 @@ class NovaNetworkInfoCache(RemediationModule):
                           'hard reboot it once the cache is repaired' % row['uuid'])
         return plan
 
-    def _select_instances(self, cells, hard):
+    def _select_instances(self, cells, plan):
         by_uuid = nova.instance_rows(cells, 'id, uuid, host, node, vm_state, task_state, deleted',
                                      uuids=self.instance_ids, host=self.host or None)
         nova.require_instances(self.instance_ids, by_uuid)
@@ -421,16 +418,16 @@ class NovaNetworkInfoCache(RemediationModule):
             rows = by_uuid[uuid]
             live = [row for row in rows if not row['deleted']]
             if not live:
-                hard.append(Guard('instance_deleted', 'instance %s is deleted' % uuid, [self._shown(row) for row in rows]))
+                plan.refuse('instance_deleted', 'instance %s is deleted' % uuid, [self._shown(row) for row in rows], never=True)
                 continue
             if len(live) > 1:
-                hard.append(Guard('instance_in_several_cells', 'instance %s has live rows in several cells' % uuid,
-                                  [self._shown(row) for row in live]))
+                plan.refuse('instance_in_several_cells', 'instance %s has live rows in several cells' % uuid,
+                            [self._shown(row) for row in live], never=True)
                 continue
             row = live[0]
             if row['cell'].is_cell0:
-                hard.append(Guard('cell0', 'instance %s is in cell0: it was never scheduled and has no ports bound; '
-                                  'cell0 is never written' % uuid, [self._shown(row)]))
+                plan.refuse('cell0', 'instance %s is in cell0: it was never scheduled and has no ports bound; '
+                            'cell0 is never written' % uuid, [self._shown(row)], never=True)
                 continue
             selected.append(row)
         return selected
@@ -451,24 +448,24 @@ class NovaNetworkInfoCache(RemediationModule):
         shown['cell'] = row['cell'].name
         return shown
 
-    def _read_cache(self, row, hard):
+    def _read_cache(self, row, plan):
         caches = row['cell'].session.query(
             'SELECT id, instance_uuid, network_info, deleted, updated_at FROM instance_info_caches '
             'WHERE instance_uuid = %s AND deleted = 0 ORDER BY id', (row['uuid'],))
         if not caches:
-            hard.append(Guard('cache_missing', 'instance %s has no network info cache row: there is nothing to repair '
-                              'in place; Nova creates the row with the instance' % row['uuid'], [self._shown(row)]))
+            plan.refuse('cache_missing', 'instance %s has no network info cache row: there is nothing to repair '
+                        'in place; Nova creates the row with the instance' % row['uuid'], [self._shown(row)], never=True)
             return None
         row['cache'] = caches[0]
         try:
             return cache_model.parse_cache(caches[0]['network_info'])
         except cache_model.CacheUnreadable as error:
             text = caches[0]['network_info']
-            hard.append(Guard('cache_unreadable', 'the network info cache of instance %s cannot be repaired in place: '
-                              '%s' % (row['uuid'], error),
-                              [dict(table='instance_info_caches', id=caches[0]['id'], instance_uuid=row['uuid'],
-                                    length=len(text) if text is not None else None,
-                                    starts_with=text[:40] if text else text)]))
+            plan.refuse('cache_unreadable', 'the network info cache of instance %s cannot be repaired in place: '
+                        '%s' % (row['uuid'], error),
+                        [dict(table='instance_info_caches', id=caches[0]['id'], instance_uuid=row['uuid'],
+                              length=len(text) if text is not None else None,
+                              starts_with=text[:40] if text else text)], never=True)
             return None
 
     def _guard_instances(self, rows, plan):
@@ -495,7 +492,7 @@ class NovaNetworkInfoCache(RemediationModule):
 
     # ----------------------------------------------------- binding sources
 
-    def _plan_from_options(self, row, plan, hard):
+    def _plan_from_options(self, row, plan):
         binding = self.operator_binding
         if binding['host'] != row['host']:
             plan.refuse('port_bound_elsewhere', 'binding_host %s is not the host of instance %s (%s): bind the port to '
@@ -504,8 +501,8 @@ class NovaNetworkInfoCache(RemediationModule):
         row['repairs'] = []
         for vif, defects in row['broken']:
             if cache_model.DEFECT_NO_NETWORK in defects:
-                hard.append(Guard('network_needs_neutron', 'VIF %s of instance %s has no network; only Neutron can '
-                                  'rebuild it (method=api)' % (vif['id'], row['uuid']), [cache_model.summary(vif)]))
+                plan.refuse('network_needs_neutron', 'VIF %s of instance %s has no network; only Neutron can '
+                            'rebuild it (method=api)' % (vif['id'], row['uuid']), [cache_model.summary(vif)], never=True)
                 continue
             chosen = dict(binding)
             if chosen['profile'] is None:
@@ -524,7 +521,7 @@ class NovaNetworkInfoCache(RemediationModule):
             raise
         return response.json()
 
-    def _plan_from_neutron(self, row, plan, hard):
+    def _plan_from_neutron(self, row, plan):
         ports = self._neutron_get('/ports', {'device_id': row['uuid']}).get('ports') or []
         by_id = dict((port.get('id'), port) for port in ports)
         row['repairs'] = []
@@ -532,18 +529,18 @@ class NovaNetworkInfoCache(RemediationModule):
             port = by_id.get(vif['id'])
             evidence = dict(instance=row['uuid'], instance_host=row['host'], port=vif['id'], cached=cache_model.summary(vif))
             if port is None:
-                hard.append(Guard('port_missing', 'port %s of the cache of instance %s is not a port of that instance in '
-                                  'Neutron (GET /v2.0/ports?device_id=%s)' % (vif['id'], row['uuid'], row['uuid']),
-                                  [dict(evidence, neutron_ports=sorted(by_id))]))
+                plan.refuse('port_missing', 'port %s of the cache of instance %s is not a port of that instance in '
+                            'Neutron (GET /v2.0/ports?device_id=%s)' % (vif['id'], row['uuid'], row['uuid']),
+                            [dict(evidence, neutron_ports=sorted(by_id))], never=True)
                 continue
             binding = cache_model.binding_from_port(port)
             evidence['neutron'] = dict(binding_host=binding['host'], vif_type=binding['vif_type'],
                                        profile=binding['profile'], vnic_type=binding['vnic_type'],
                                        status=port.get('status'))
             if binding['vif_type'] in cache_model.FAILED_VIF_TYPES or not binding['vif_type']:
-                hard.append(Guard('neutron_binding_failed', 'port %s of instance %s is %s in Neutron too: copying it '
-                                  'repairs nothing. Bind it in Neutron first (openstack port set --host %s %s)'
-                                  % (vif['id'], row['uuid'], binding['vif_type'], row['host'], vif['id']), [evidence]))
+                plan.refuse('neutron_binding_failed', 'port %s of instance %s is %s in Neutron too: copying it '
+                            'repairs nothing. Bind it in Neutron first (openstack port set --host %s %s)'
+                            % (vif['id'], row['uuid'], binding['vif_type'], row['host'], vif['id']), [evidence], never=True)
                 continue
             if binding['host'] != row['host']:
                 plan.refuse('port_bound_elsewhere', 'port %s of instance %s is bound to %s in Neutron, the instance is '

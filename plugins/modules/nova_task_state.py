@@ -286,10 +286,8 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.nova import 
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
     ApiUnsuitable,
-    Guard,
     Plan,
     RemediationModule,
-    refuse_never_overridden,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import placeholders, uuid_list
 
@@ -389,13 +387,12 @@ class NovaTaskState(RemediationModule):
         if self.action == tasks.FORCE_COMPLETE:
             raise InputError('action=force_complete has no database path')
         plan = Plan()
-        hard = []
         stamp = now()
         cells = self.nova_cells()
         for cell in cells:
             self._require_nova_schema(cell)
-        selected = self._select_targets(cells, hard, plan)
-        refuse_never_overridden(hard, plan)
+        selected = self._select_targets(cells, plan)
+        plan.stop_if_never_overridden()
         holds = []
         for entry in selected:
             self._plan_instance(entry, plan, stamp, holds)
@@ -419,7 +416,7 @@ class NovaTaskState(RemediationModule):
                        purpose='clear the migration context')
         schema.require('services', nova.COMPUTE_SERVICE_COLUMNS, purpose='check the compute services of the migrations')
 
-    def _select_targets(self, cells, hard, plan):
+    def _select_targets(self, cells, plan):
         """[{cell, instance row, migrations to end, listed}] after the hard guards."""
         migration_sql = 'SELECT %s FROM migrations WHERE %%s IN ({in}) ORDER BY id' % ', '.join(MIGRATION_COLUMNS)
         listed = {}  # instance uuid -> [(cell, migration row)]
@@ -453,24 +450,24 @@ class NovaTaskState(RemediationModule):
             evidence = [self._shown_instance(row) for row in candidates]
             migrations = [row for _cell, row in listed.get(uuid, [])]
             if not live:
-                hard.append(Guard('instance_deleted', 'instance %s is deleted%s' % (
+                plan.refuse('instance_deleted', 'instance %s is deleted%s' % (
                     uuid, ' (migration(s) %s)' % ', '.join(str(row['id']) for row in migrations) if migrations else ''),
-                    evidence + [self._shown_migration(row, cell) for cell, row in listed.get(uuid, [])]))
+                    evidence + [self._shown_migration(row, cell) for cell, row in listed.get(uuid, [])], never=True)
                 continue
             if len(live) > 1:
-                hard.append(Guard('instance_in_several_cells', 'instance %s has live rows in several cells (%s)'
-                                  % (uuid, ', '.join(row['cell'].name for row in live)), evidence))
+                plan.refuse('instance_in_several_cells', 'instance %s has live rows in several cells (%s)'
+                            % (uuid, ', '.join(row['cell'].name for row in live)), evidence, never=True)
                 continue
             row = live[0]
             if row['cell'].is_cell0:
-                hard.append(Guard('cell0', 'instance %s is in cell0, which holds instances that were never scheduled '
-                                  'and is never written' % uuid, [self._shown_instance(row)]))
+                plan.refuse('cell0', 'instance %s is in cell0, which holds instances that were never scheduled '
+                            'and is never written' % uuid, [self._shown_instance(row)], never=True)
                 continue
             for cell, migration in listed.get(uuid, []):
                 if cell.name != row['cell'].name:
-                    hard.append(Guard('migration_in_other_cell', 'migration %s is in %s, its instance %s in %s'
-                                      % (migration['id'], cell.name, uuid, row['cell'].name),
-                                      [self._shown_migration(migration, cell), self._shown_instance(row)]))
+                    plan.refuse('migration_in_other_cell', 'migration %s is in %s, its instance %s in %s'
+                                % (migration['id'], cell.name, uuid, row['cell'].name),
+                                [self._shown_migration(migration, cell), self._shown_instance(row)], never=True)
             selected.append(dict(cell=row['cell'], instance=row, listed=migrations,
                                  by_instance=uuid in self.instance_ids))
         for entry in selected:
