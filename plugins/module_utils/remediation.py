@@ -177,6 +177,17 @@ class Plan(object):
         """
         (self.never_guards if never else self.guards).append(Guard(name, message, evidence))
 
+    def stop_unless_forced(self, force):
+        """Refuse now if an ordinary guard holds and ``force`` is not set; nothing has been written yet."""
+        if not self.guards or force:
+            return
+        details = dict(guards=[guard.to_result() for guard in self.guards])
+        if self.blind_spots:
+            details['unverified_guards'] = [spot.to_result() for spot in self.blind_spots]
+        raise GuardRefusal('refused: %s. Nothing was changed; fix the cause, or set force with a force_reason '
+                           'if you have verified it is safe' % '; '.join(guard.message for guard in self.guards),
+                           **details)
+
     def stop_if_never_overridden(self):
         """Refuse now if any guard that force never lifts holds; nothing has been written yet.
 
@@ -572,16 +583,9 @@ class RemediationModule(object):
             plan.stop_if_never_overridden()
             result = dict(changed=False, method=method, method_reason=reason, plan=[], before={}, after={},
                           journal=None, force=self.params['force'])
+            plan.stop_unless_forced(self.params['force'])
             if plan.guards:
-                guards = [guard.to_result() for guard in plan.guards]
-                if not self.params['force']:
-                    details = dict(guards=guards)
-                    if plan.blind_spots:
-                        details['unverified_guards'] = [spot.to_result() for spot in plan.blind_spots]
-                    raise GuardRefusal('refused: %s. Nothing was changed; fix the cause, or set force '
-                                       'with a force_reason if you have verified it is safe'
-                                       % '; '.join(guard.message for guard in plan.guards), **details)
-                result['forced_guards'] = guards
+                result['forced_guards'] = [guard.to_result() for guard in plan.guards]
                 for guard in plan.guards:
                     plan.warn('guard overridden by force (%s): %s' % (self.params.get('force_reason'), guard.message))
             self._check_blind_spots(plan, result)

@@ -242,7 +242,7 @@ notes:
 '''
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import normalize, now, quote_identifier
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
@@ -370,10 +370,9 @@ class CinderServiceRehost(RemediationModule):
             else:
                 elsewhere.append(dict(id=row['id'], host=row['host'], problem='neither under from_host nor at to_host'))
         if elsewhere:
-            raise GuardRefusal('refused: %d listed volume(s) are deleted or under another host than %s; nothing was '
-                               'changed (never overridden: check the list)' % (len(elsewhere), self.from_host),
-                               guards=[dict(guard='volume_elsewhere', message='listed volumes not under from_host',
-                                            evidence=elsewhere)])
+            self.plan.refuse('volume_elsewhere', '%d listed volume(s) are deleted or under another host than %s '
+                             '(check the list)' % (len(elsewhere), self.from_host), elsewhere, never=True)
+            self.plan.stop_if_never_overridden()
         return moving
 
     def _read_attachments(self, moving_ids):
@@ -504,8 +503,9 @@ class CinderServiceRehost(RemediationModule):
             message = '%d live %s service rows claim %s; remove the stale one first' % (
                 len(new_services), self.params['binary'], self.new_service_host)
             evidence = [_shown(row, SERVICE_SHOWN) for row in new_services]
-        raise GuardRefusal('refused: %s. Nothing was changed (never overridden, even with force)' % message,
-                           guards=[dict(guard='new_service_missing', message=message, evidence=evidence)])
+        self.plan.refuse('new_service_missing', message, evidence, never=True)
+        self.plan.stop_if_never_overridden()
+        return None  # not reached: the refusal above stops the run
 
     def _cluster_value(self, new_service):
         cluster = new_service.get('cluster_name')

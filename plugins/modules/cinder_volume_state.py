@@ -242,7 +242,7 @@ import time
 
 from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
 from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import translate
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.nova import instance_rows, live_volume_bdms
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import ApiUnsuitable, Plan, RemediationModule
@@ -411,13 +411,14 @@ class CinderVolumeState(RemediationModule):
 
     # ------------------------------------------------------------ planning
 
-    def _check_from_status(self, volume):
+    def _check_from_status(self, plan, volume):
+        """from_status is the operator's own precondition: force never lifts it."""
         allowed = self.params['from_status']
         if allowed and volume['status'] not in allowed:
-            raise GuardRefusal('volume %s is %r, not one of from_status %s; nothing was changed'
-                               % (volume['id'], volume['status'], ', '.join(allowed)),
-                               guards=[dict(guard='from_status', message='status precondition not met',
-                                            evidence=[dict(id=volume['id'], status=volume['status'])])])
+            plan.refuse('from_status', 'volume %s is %r, not one of from_status %s'
+                        % (volume['id'], volume['status'], ', '.join(allowed)),
+                        [dict(id=volume['id'], status=volume['status'])], never=True)
+            plan.stop_if_never_overridden()
 
     def _plan_reset(self, plan, volume, attachments, workers, bdms, stamp):
         """Plan one volume's reset; True when its attached_mode metadata goes too."""
@@ -428,7 +429,7 @@ class CinderVolumeState(RemediationModule):
         if current == (status, attach, migration) and not detach_rows:
             plan.note('volume %s is already %s/%s' % (volume['id'], status, attach))
             return False
-        self._check_from_status(volume)
+        self._check_from_status(plan, volume)
         volume_id = volume['id']
         if cinder.is_migrating(volume['migration_status']) and self.params['migration_status'] is None:
             plan.refuse('volume_migrating', 'volume %s is mid-migration (migration_status %s)'
@@ -480,7 +481,7 @@ class CinderVolumeState(RemediationModule):
         ids = [volume['id'] for volume in volumes]
         snapshots = cinder.rows_by_volume(session, 'snapshots', ids)
         for volume in volumes:
-            self._check_from_status(volume)
+            self._check_from_status(plan, volume)
             volume_id = volume['id']
             if volume['status'] not in cinder.DELETABLE_STATUSES:
                 plan.refuse('status_not_deletable', 'volume %s is %r; Cinder deletes only volumes in %s'
@@ -606,7 +607,7 @@ class CinderVolumeState(RemediationModule):
                 and not stale:
             plan.note('volume %s is already %s/%s' % (volume.id, status, attach))
             return
-        self._check_from_status(state)
+        self._check_from_status(plan, state)
         if cinder.is_migrating(volume.migration_status) and self.params['migration_status'] is None:
             plan.refuse('volume_migrating', 'volume %s is mid-migration (migration_status %s)'
                         % (volume.id, volume.migration_status), [state])
@@ -643,7 +644,7 @@ class CinderVolumeState(RemediationModule):
 
     def _plan_api_delete(self, plan, volume, attachments, nova_users, owner_up):
         state = self._api_state(volume, attachments)
-        self._check_from_status(state)
+        self._check_from_status(plan, state)
         if volume.status not in cinder.DELETABLE_STATUSES:
             plan.refuse('status_not_deletable', 'volume %s is %r; Cinder deletes only volumes in %s'
                         % (volume.id, volume.status, ', '.join(cinder.DELETABLE_STATUSES)), [state])

@@ -144,7 +144,7 @@ notes:
   elements: str
 '''
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
     API_METHOD,
     COMMITTED,
@@ -272,11 +272,9 @@ class JournalUndo(RemediationModule):
             message = ('the journal was written for database %r but %s names %r'
                        % (recorded['database'], option, current['database']))
             evidence = [dict(journal=recorded, given=current)]
-            if not self.params['force']:
-                # Reading another database's tables would only produce confusing errors: stop here.
-                raise GuardRefusal('refused: %s. Nothing was changed' % message,
-                                   guards=[dict(guard='different_database', message=message, evidence=evidence)])
             plan.refuse('different_database', message, evidence)
+            # Reading another database's tables would only produce confusing errors: stop here.
+            plan.stop_unless_forced(self.params['force'])
         elif recorded.get('server') and recorded['server'] != current['server']:
             plan.warn('%s: the journal recorded server %s, now %s (same database name)'
                       % (option, recorded['server'], current['server']))

@@ -245,7 +245,7 @@ notes:
 import time
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import negotiated_microversion, translate
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
 from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import ApiUnsuitable, Plan, RemediationModule
 from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
@@ -370,13 +370,11 @@ class NovaBdmPurge(RemediationModule):
                             % (row['id'], row['instance_uuid']), [self._shown(row)])
             self._plan_row(plan, row, stamp)
         if cell0_rows:
-            guards = [dict(guard='cell0', message='never written, even with force',
-                           evidence=[self._shown(row) for row in cell0_rows])]
-            guards.extend(guard.to_result() for guard in plan.guards)
-            raise GuardRefusal('refused: %d block device mapping(s) belong to instances in cell0 (%s), which is never '
-                               'written, even with force. Nothing was changed'
-                               % (len(cell0_rows), ', '.join(sorted(set(row['instance_uuid'] for row in cell0_rows)))),
-                               guards=guards)
+            plan.refuse('cell0', '%d block device mapping(s) belong to instances in cell0 (%s), which is never '
+                        'written, even with force'
+                        % (len(cell0_rows), ', '.join(sorted(set(row['instance_uuid'] for row in cell0_rows)))),
+                        [self._shown(row) for row in cell0_rows], never=True)
+            plan.stop_if_never_overridden()
         if not bdms:
             plan.note('no live volume block device mapping matches %s' % self._describe_selectors())
             return plan
