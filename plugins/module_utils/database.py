@@ -281,7 +281,7 @@ def describe_error(target, error):
 READ_TIMEOUT_MARGIN = 300
 # Seconds a write to the server's socket may block (the server stopped reading).
 WRITE_TIMEOUT = 120
-# Values per IN (...) list of one read (Session.rows_in): a few hundred keeps each statement small.
+# Values per IN (...) list of one read (Session.select_in): a few hundred keeps each statement small.
 IN_CHUNK_SIZE = 500
 
 
@@ -362,7 +362,7 @@ class Session(object):
         except pymysql.err.MySQLError as error:
             raise DatabaseError(describe_error(self.target, error))
 
-    def rows_in(self, sql, values, before=(), after=(), lock=False, size=IN_CHUNK_SIZE):
+    def select_in(self, sql, values, before=(), after=(), lock=False, size=IN_CHUNK_SIZE):
         """Rows of ``sql`` for each of ``values``, which fill its ``{in}`` slot: ``... col IN ({in}) ...``.
 
         Each value is sent once, in the order first given (duplicates and None dropped), in chunks
@@ -371,7 +371,7 @@ class Session(object):
         For IN lists only: a NOT IN cannot be split in chunks. ``lock`` as for :meth:`query`.
         """
         if '{in}' not in sql:
-            raise ValueError('rows_in: the SQL has no {in} slot')
+            raise ValueError('select_in: the SQL has no {in} slot')
         unique, seen = [], set()
         for value in values:
             if value is not None and value not in seen:

@@ -109,7 +109,7 @@ def shown(row):
 def rows_of(session, table, column, uuids, live_only=True, columns='*', order=('id',)):
     """Rows of ``table`` whose ``column`` names one of the instances, in ``order`` (by default id order)."""
     where = ' AND deleted = 0' if live_only else ''
-    return session.rows_in('SELECT %s FROM %s WHERE %s IN ({in})%s ORDER BY %s'
+    return session.select_in('SELECT %s FROM %s WHERE %s IN ({in})%s ORDER BY %s'
                            % (columns, quote_identifier(table), quote_identifier(column), where,
                               ', '.join(quote_identifier(part) for part in order)), sorted(uuids))
 
@@ -118,7 +118,7 @@ def action_rows(session, uuids):
     """(events, actions) of the instances, every row (instance actions are never soft-deleted)."""
     actions = rows_of(session, 'instance_actions', 'instance_uuid', uuids, live_only=False,
                       columns='id, instance_uuid, action, deleted')
-    events = session.rows_in('SELECT id, action_id, event, deleted FROM instance_actions_events '
+    events = session.select_in('SELECT id, action_id, event, deleted FROM instance_actions_events '
                              'WHERE action_id IN ({in}) ORDER BY id', [row['id'] for row in actions])
     return events, actions
 

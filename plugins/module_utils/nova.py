@@ -30,7 +30,7 @@ def instance_rows(cells, columns, uuids=(), host=None, optional=(), has_column=N
             rows = cell.session.query('SELECT %s FROM instances WHERE host = %%s AND deleted = 0 ORDER BY id'
                                       % select, (host,))
         else:
-            rows = cell.session.rows_in('SELECT %s FROM instances WHERE uuid IN ({in}) ORDER BY id' % select, uuids)
+            rows = cell.session.select_in('SELECT %s FROM instances WHERE uuid IN ({in}) ORDER BY id' % select, uuids)
         for row in rows:
             row['cell'] = cell
             by_uuid.setdefault(row['uuid'], []).append(row)
@@ -52,7 +52,7 @@ def live_volume_bdms(cells, volume_ids):
     """
     found = []
     for cell in cells:
-        for row in cell.session.rows_in(
+        for row in cell.session.select_in(
                 'SELECT b.id AS bdm_id, b.volume_id, b.instance_uuid, b.device_name, b.attachment_id, '
                 'b.boot_index, i.host AS instance_host, i.vm_state, i.task_state '
                 'FROM block_device_mapping b JOIN instances i ON i.uuid = b.instance_uuid '
@@ -102,7 +102,7 @@ def compute_services(cell, hosts, service_down_time=SERVICE_DOWN_TIME, columns=C
     hosts = [host for host in hosts if host]
     if not hosts:
         return []
-    rows = cell.session.rows_in('SELECT %s FROM services WHERE host IN ({in}) AND `binary` = %%s AND deleted = 0 '
+    rows = cell.session.select_in('SELECT %s FROM services WHERE host IN ({in}) AND `binary` = %%s AND deleted = 0 '
                                 'ORDER BY id' % ', '.join('`%s`' % column for column in columns),
                                 hosts, after=('nova-compute',))
     if not rows:

@@ -580,11 +580,11 @@ class NovaInstanceHost(RemediationModule):
         uuids = [row['uuid'] for row in rows]
         schema = self.schema(cell.name, 'nova')
         has_compute_id = schema.has('instances', 'compute_id')
-        extras = cell.session.rows_in('SELECT id, instance_uuid, migration_context, numa_topology, deleted, updated_at '
+        extras = cell.session.select_in('SELECT id, instance_uuid, migration_context, numa_topology, deleted, updated_at '
                                       'FROM instance_extra WHERE instance_uuid IN ({in}) AND deleted = 0 ORDER BY id',
                                       uuids)
         finished = list(FINISHED_MIGRATION_STATUSES)
-        migrations = cell.session.rows_in(
+        migrations = cell.session.select_in(
             'SELECT id, uuid, instance_uuid, status, migration_type, source_compute, source_node, dest_compute, '
             'dest_node, deleted, updated_at FROM migrations WHERE instance_uuid IN ({in}) AND deleted = 0 '
             'AND status NOT IN (%s) ORDER BY id' % placeholders(len(finished)), uuids, after=finished)
@@ -625,7 +625,7 @@ class NovaInstanceHost(RemediationModule):
         # Required, not probed: an account without SELECT on it would otherwise skip this guard silently.
         self.schema(cell.name, 'nova').require('pci_devices', ('instance_uuid', 'deleted'),
                                                purpose='refuse instances bound to their host by PCI devices')
-        for device in cell.session.rows_in('SELECT id, compute_node_id, address, dev_type, status, instance_uuid '
+        for device in cell.session.select_in('SELECT id, compute_node_id, address, dev_type, status, instance_uuid '
                                            'FROM pci_devices WHERE instance_uuid IN ({in}) AND deleted = 0 ORDER BY id',
                                            uuids):
             evidence.append(dict(device, kind='pci_device', cell=cell.name))
@@ -645,7 +645,7 @@ class NovaInstanceHost(RemediationModule):
             for migration in row.get('abandoned', []):
                 hosts.update(host for host in (migration['source_compute'], migration['dest_compute']) if host)
         nodes = {}
-        for node in cell.session.rows_in('SELECT id, uuid, host, hypervisor_hostname, deleted FROM compute_nodes '
+        for node in cell.session.select_in('SELECT id, uuid, host, hypervisor_hostname, deleted FROM compute_nodes '
                                          'WHERE host IN ({in}) ORDER BY deleted = 0, id', sorted(hosts)):
             # Later rows win: the live row is read last (a host's rows come in one chunk).
             nodes[(node['host'], node['hypervisor_hostname'])] = node
@@ -727,7 +727,7 @@ class NovaInstanceHost(RemediationModule):
                                                                     'attach_status', 'deleted', 'updated_at'),
                                               purpose="update the attachments' attached_host")
         source_of = dict((row['uuid'], row['host']) for row in rows)
-        attachments = session.rows_in('SELECT id, volume_id, instance_uuid, attached_host, attach_status, deleted, '
+        attachments = session.select_in('SELECT id, volume_id, instance_uuid, attached_host, attach_status, deleted, '
                                       'updated_at FROM volume_attachment WHERE instance_uuid IN ({in}) AND deleted = 0 '
                                       'ORDER BY id', sorted(source_of))
         for attachment in attachments:
@@ -758,7 +758,7 @@ class NovaInstanceHost(RemediationModule):
             if row['cell'] not in cells:
                 cells.append(row['cell'])
         for cell in cells:
-            bdms.extend(cell.session.rows_in("SELECT instance_uuid, volume_id FROM block_device_mapping WHERE "
+            bdms.extend(cell.session.select_in("SELECT instance_uuid, volume_id FROM block_device_mapping WHERE "
                                              "instance_uuid IN ({in}) AND deleted = 0 AND destination_type = 'volume' "
                                              "ORDER BY id", [row['uuid'] for row in rows if row['cell'] is cell]))
         if bdms:
@@ -854,7 +854,7 @@ class NovaInstanceHost(RemediationModule):
     def _api_same_cell(self, by_source, plan):
         session = self.session('nova_api_db')
         hosts = sorted(by_source) + [self.target_host]
-        mappings = dict((row['host'], row) for row in session.rows_in(
+        mappings = dict((row['host'], row) for row in session.select_in(
             'SELECT h.host, h.cell_id, c.name AS cell_name FROM host_mappings h LEFT JOIN cell_mappings c '
             'ON c.id = h.cell_id WHERE h.host IN ({in})', hosts))
         target = mappings.get(self.target_host)

@@ -423,11 +423,11 @@ class NovaTaskState(RemediationModule):
         found_ids, found_uuids = {}, set()
         for cell in cells:
             seen = set()
-            for row in cell.session.rows_in(migration_sql % 'id', self.migration_ids):
+            for row in cell.session.select_in(migration_sql % 'id', self.migration_ids):
                 found_ids.setdefault(row['id'], []).append(cell)
                 seen.add(row['id'])
                 listed.setdefault(row['instance_uuid'], []).append((cell, row))
-            for row in cell.session.rows_in(migration_sql % 'uuid', self.migration_uuids):
+            for row in cell.session.select_in(migration_sql % 'uuid', self.migration_uuids):
                 found_uuids.add(row['uuid'])
                 if row['id'] not in seen:
                     seen.add(row['id'])
@@ -584,7 +584,7 @@ class NovaTaskState(RemediationModule):
         """{(host, node): compute node uuid}, the live row first, else the newest."""
         found = {}
         hosts = sorted(set(host for host, _node in keys if host))
-        for row in cell.session.rows_in('SELECT host, hypervisor_hostname, uuid, deleted FROM compute_nodes WHERE '
+        for row in cell.session.select_in('SELECT host, hypervisor_hostname, uuid, deleted FROM compute_nodes WHERE '
                                         'host IN ({in}) ORDER BY deleted = 0, id', hosts):
             found[(row['host'], row['hypervisor_hostname'])] = row['uuid']
         return found

@@ -1,4 +1,4 @@
-"""Session.rows_in: one IN-list read split in chunks, each value sent once (plain data, no database)."""
+"""Session.select_in: one IN-list read split in chunks, each value sent once (plain data, no database)."""
 
 import datetime
 
@@ -29,7 +29,7 @@ SQL = 'SELECT * FROM services WHERE `binary` = %s AND host IN ({in}) AND deleted
 def test_values_are_read_in_chunks_with_the_parameters_around_each():
     hosts = ['compute%04d' % number for number in range(1203)]
     session = ListSession(dict(host=host) for host in hosts)
-    rows = session.rows_in(SQL, hosts, before=['nova-compute'], after=[0])
+    rows = session.select_in(SQL, hosts, before=['nova-compute'], after=[0])
     assert [row['host'] for row in rows] == hosts
     assert [len(params) - 2 for _sql, params, _lock in session.statements] == [500, 500, 203]
     for sql, params, lock in session.statements:
@@ -39,27 +39,27 @@ def test_values_are_read_in_chunks_with_the_parameters_around_each():
 
 def test_each_value_is_sent_once_in_the_order_first_given():
     session = ListSession(dict(host=host) for host in ('a', 'b', 'c'))
-    rows = session.rows_in(SQL, ['c', 'a', None, 'c', 'b', 'a'], before=['nova-compute'], after=[0], size=2)
+    rows = session.select_in(SQL, ['c', 'a', None, 'c', 'b', 'a'], before=['nova-compute'], after=[0], size=2)
     assert [params[1:-1] for _sql, params, _lock in session.statements] == [['c', 'a'], ['b']]
     # A value in two chunks would have brought its rows twice.
     assert sorted(row['host'] for row in rows) == ['a', 'b', 'c']
-    again = session.rows_in(SQL, iter('cab'), ['x'], [0], size=2)
+    again = session.select_in(SQL, iter('cab'), ['x'], [0], size=2)
     assert [row['host'] for row in rows] == [row['host'] for row in again]
 
 
 @pytest.mark.parametrize('values', [[], (), [None, None], iter([])])
 def test_no_values_mean_no_query(values):
     session = ListSession([dict(host='a')])
-    assert session.rows_in(SQL, values, before=['nova-compute'], after=[0]) == []
+    assert session.select_in(SQL, values, before=['nova-compute'], after=[0]) == []
     assert session.statements == []
 
 
 def test_a_lock_is_passed_on_and_sql_without_its_slot_is_refused():
     session = ListSession([dict(host='a')])
-    assert session.rows_in(SQL, ['a'], before=['x'], after=[0], lock=True) == [dict(host='a')]
+    assert session.select_in(SQL, ['a'], before=['x'], after=[0], lock=True) == [dict(host='a')]
     assert session.statements[0][2] is True
     with pytest.raises(ValueError):
-        session.rows_in('SELECT * FROM services WHERE host IN (%s)', ['a'])
+        session.select_in('SELECT * FROM services WHERE host IN (%s)', ['a'])
 
 
 def test_the_database_clock_is_read_once_per_session():
