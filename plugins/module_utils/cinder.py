@@ -156,7 +156,7 @@ def rows_by_volume(session, table, volume_ids, extra_where='', extra_params=()):
     """
     grouped = {}
     for row in session.select_in('SELECT * FROM %s WHERE deleted = 0 AND volume_id IN ({in})%s ORDER BY id'
-                               % (quote_identifier(table), extra_where), volume_ids, after=extra_params):
+                                 % (quote_identifier(table), extra_where), volume_ids, after=extra_params):
         grouped.setdefault(row['volume_id'], []).append(row)
     return grouped
 

@@ -110,8 +110,8 @@ def rows_of(session, table, column, uuids, live_only=True, columns='*', order=('
     """Rows of ``table`` whose ``column`` names one of the instances, in ``order`` (by default id order)."""
     where = ' AND deleted = 0' if live_only else ''
     return session.select_in('SELECT %s FROM %s WHERE %s IN ({in})%s ORDER BY %s'
-                           % (columns, quote_identifier(table), quote_identifier(column), where,
-                              ', '.join(quote_identifier(part) for part in order)), sorted(uuids))
+                             % (columns, quote_identifier(table), quote_identifier(column), where,
+                                ', '.join(quote_identifier(part) for part in order)), sorted(uuids))
 
 
 def action_rows(session, uuids):
@@ -119,7 +119,7 @@ def action_rows(session, uuids):
     actions = rows_of(session, 'instance_actions', 'instance_uuid', uuids, live_only=False,
                       columns='id, instance_uuid, action, deleted')
     events = session.select_in('SELECT id, action_id, event, deleted FROM instance_actions_events '
-                             'WHERE action_id IN ({in}) ORDER BY id', [row['id'] for row in actions])
+                               'WHERE action_id IN ({in}) ORDER BY id', [row['id'] for row in actions])
     return events, actions
 
 

@@ -103,8 +103,8 @@ def compute_services(cell, hosts, service_down_time=SERVICE_DOWN_TIME, columns=C
     if not hosts:
         return []
     rows = cell.session.select_in('SELECT %s FROM services WHERE host IN ({in}) AND `binary` = %%s AND deleted = 0 '
-                                'ORDER BY id' % ', '.join('`%s`' % column for column in columns),
-                                hosts, after=('nova-compute',))
+                                  'ORDER BY id' % ', '.join('`%s`' % column for column in columns),
+                                  hosts, after=('nova-compute',))
     if not rows:
         return rows
     reference = cell.session.utc_now()

@@ -581,8 +581,8 @@ class NovaInstanceHost(RemediationModule):
         schema = self.schema(cell.name, 'nova')
         has_compute_id = schema.has('instances', 'compute_id')
         extras = cell.session.select_in('SELECT id, instance_uuid, migration_context, numa_topology, deleted, updated_at '
-                                      'FROM instance_extra WHERE instance_uuid IN ({in}) AND deleted = 0 ORDER BY id',
-                                      uuids)
+                                        'FROM instance_extra WHERE instance_uuid IN ({in}) AND deleted = 0 ORDER BY id',
+                                        uuids)
         finished = list(FINISHED_MIGRATION_STATUSES)
         migrations = cell.session.select_in(
             'SELECT id, uuid, instance_uuid, status, migration_type, source_compute, source_node, dest_compute, '
@@ -626,8 +626,8 @@ class NovaInstanceHost(RemediationModule):
         self.schema(cell.name, 'nova').require('pci_devices', ('instance_uuid', 'deleted'),
                                                purpose='refuse instances bound to their host by PCI devices')
         for device in cell.session.select_in('SELECT id, compute_node_id, address, dev_type, status, instance_uuid '
-                                           'FROM pci_devices WHERE instance_uuid IN ({in}) AND deleted = 0 ORDER BY id',
-                                           uuids):
+                                             'FROM pci_devices WHERE instance_uuid IN ({in}) AND deleted = 0 ORDER BY id',
+                                             uuids):
             evidence.append(dict(device, kind='pci_device', cell=cell.name))
         for extra in extras:
             if extra['numa_topology'] is not None:
@@ -646,7 +646,7 @@ class NovaInstanceHost(RemediationModule):
                 hosts.update(host for host in (migration['source_compute'], migration['dest_compute']) if host)
         nodes = {}
         for node in cell.session.select_in('SELECT id, uuid, host, hypervisor_hostname, deleted FROM compute_nodes '
-                                         'WHERE host IN ({in}) ORDER BY deleted = 0, id', sorted(hosts)):
+                                           'WHERE host IN ({in}) ORDER BY deleted = 0, id', sorted(hosts)):
             # Later rows win: the live row is read last (a host's rows come in one chunk).
             nodes[(node['host'], node['hypervisor_hostname'])] = node
         for row in rows:
@@ -728,8 +728,8 @@ class NovaInstanceHost(RemediationModule):
                                               purpose="update the attachments' attached_host")
         source_of = dict((row['uuid'], row['host']) for row in rows)
         attachments = session.select_in('SELECT id, volume_id, instance_uuid, attached_host, attach_status, deleted, '
-                                      'updated_at FROM volume_attachment WHERE instance_uuid IN ({in}) AND deleted = 0 '
-                                      'ORDER BY id', sorted(source_of))
+                                        'updated_at FROM volume_attachment WHERE instance_uuid IN ({in}) AND deleted = 0 '
+                                        'ORDER BY id', sorted(source_of))
         for attachment in attachments:
             if attachment['attached_host'] != source_of[attachment['instance_uuid']]:
                 if attachment['attached_host'] != self.target_host:
@@ -759,8 +759,8 @@ class NovaInstanceHost(RemediationModule):
                 cells.append(row['cell'])
         for cell in cells:
             bdms.extend(cell.session.select_in("SELECT instance_uuid, volume_id FROM block_device_mapping WHERE "
-                                             "instance_uuid IN ({in}) AND deleted = 0 AND destination_type = 'volume' "
-                                             "ORDER BY id", [row['uuid'] for row in rows if row['cell'] is cell]))
+                                               "instance_uuid IN ({in}) AND deleted = 0 AND destination_type = 'volume' "
+                                               "ORDER BY id", [row['uuid'] for row in rows if row['cell'] is cell]))
         if bdms:
             plan.warn('refresh the volume connections on the target: nova-manage volume_attachment refresh for %s'
                       % ', '.join('%s %s' % (bdm['instance_uuid'], bdm['volume_id']) for bdm in bdms))

@@ -585,7 +585,7 @@ class NovaTaskState(RemediationModule):
         found = {}
         hosts = sorted(set(host for host, _node in keys if host))
         for row in cell.session.select_in('SELECT host, hypervisor_hostname, uuid, deleted FROM compute_nodes WHERE '
-                                        'host IN ({in}) ORDER BY deleted = 0, id', hosts):
+                                          'host IN ({in}) ORDER BY deleted = 0, id', hosts):
             found[(row['host'], row['hypervisor_hostname'])] = row['uuid']
         return found
 
