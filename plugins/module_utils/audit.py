@@ -35,7 +35,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils import redac
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import DatabaseError, InputError, SchemaError
 from ansible_collections.stackmender.openstack.plugins.module_utils.plan import normalize, normalize_row, quote_identifier
 from ansible_collections.stackmender.openstack.plugins.module_utils.schema import Schema
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.validation import placeholders
 
 CINDER = 'cinder_db'
 NOVA_DB = 'nova_db'
@@ -282,11 +282,8 @@ class Audit(object):
                       for value in row) for row in rows]
 
     def rows_in(self, option, sql, values, params_before=()):
-        """``sql`` has one ``IN (%s)`` spot filled with chunks of ``values``."""
-        found = []
-        for chunk in chunks(sorted(set(values))):
-            found.extend(self.rows(option, sql % placeholders(len(chunk)), list(params_before) + list(chunk)))
-        return found
+        """``sql`` has one ``IN (%s)`` spot filled with chunks of ``values`` (in sorted order): Session.select_in."""
+        return self.session(option).select_in(sql % '{in}', sorted(set(values)), before=params_before)
 
     def cached(self, key, function):
         if key not in self._cache:

@@ -144,6 +144,7 @@ notes:
   elements: str
 '''
 
+from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
     API_METHOD,
@@ -248,7 +249,7 @@ class JournalUndo(RemediationModule):
     def validate(self):
         self.document = load_journal(self.params['journal'])
         if self.document.get('method') == API_METHOD:
-            done = [call for call in self.document.get('calls') or [] if call.get('outcome') == 'done']
+            done = [call for call in self.document.get('calls') or [] if call.get('outcome') == api.DONE]
             raise InputError('journal %s records API calls (method=api), not database rows: the cloud has no undo '
                              'of them, so nothing was changed. Of its %d call(s), %d were done: %s'
                              % (self.params['journal'], len(self.document.get('calls') or []), len(done),
