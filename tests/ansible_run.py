@@ -54,11 +54,6 @@ def ansible_environment(collections_path, extra=None):
     return env
 
 
-class Completed(object):
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
 class WarmController(object):
     """A :mod:`tests.warm_ansible` server for one environment (see there)."""
 
@@ -71,7 +66,7 @@ class WarmController(object):
         atexit.register(self.stop)
 
     def run(self, argv, timeout, extra_env):
-        """The run's Completed, or None when the controller is busy with another thread's run."""
+        """The run's CompletedProcess, or None when the controller is busy with another thread's run."""
         if not self.lock.acquire(blocking=False):
             return None
         try:
@@ -93,7 +88,7 @@ class WarmController(object):
                 raise subprocess.TimeoutExpired(argv, timeout)
             with open(out, encoding='utf-8', errors='replace') as handle_out, \
                     open(err, encoding='utf-8', errors='replace') as handle_err:
-                return Completed(answer['rc'], handle_out.read(), handle_err.read())
+                return subprocess.CompletedProcess(argv, answer['rc'], handle_out.read(), handle_err.read())
 
     def stop(self):
         if self.process.poll() is None:

@@ -237,9 +237,9 @@ def test_hostile_values_fail_cleanly_through_ansible(case, cloud, dbs, ansible, 
     base = dict(scenario.args, journal_dir=journal_dir, **ctx.admin_args(*scenario.databases))
 
     def run(module, args, check=False):
-        # Without it Ansible itself fails a task whose arguments hold a NUL byte (it cannot syslog them),
-        # and the value would never reach the module.
-        return ctx.ansible(module, args, check=check, env={'ANSIBLE_NO_TARGET_SYSLOG': 'true'})
+        # tests/ansible_run.py sets ANSIBLE_NO_TARGET_SYSLOG: without it Ansible itself fails a task whose
+        # arguments hold a NUL byte (it cannot syslog them), and the value would never reach the module.
+        return ctx.ansible(module, args, check=check)
 
     for option, kind in sorted(case.hostile_options.items()):
         for value in _hostile_values(kind, scenario.args.get(option)):
