@@ -2,7 +2,7 @@
 # Copyright: stackmender developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Filters of the nova_libvirt_ids role; the logic is in module_utils/libvirt_ids.py.
+"""Filters of the nova_libvirt_ids role; the logic is in module_utils/host/libvirt_ids.py.
 
 Each filter is documented in the .yml file of its name beside this one.
 """
@@ -12,7 +12,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import libvirt_ids
+from ansible_collections.stackmender.openstack.plugins.module_utils.host import libvirt_ids
 
 
 def compare_ids(passwd, group, users=None, groups=None):

@@ -2,7 +2,7 @@
 # Copyright: stackmender developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Filters of the cinder_multibackend_migration role; the logic is in module_utils/multibackend.py.
+"""Filters of the cinder_multibackend_migration role; the logic is in module_utils/services/multibackend.py.
 
 Each filter is documented in the .yml file of its name beside this one.
 """
@@ -14,7 +14,7 @@ import functools
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import multibackend
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import multibackend
 
 
 def _filter(function):

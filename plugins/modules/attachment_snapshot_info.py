@@ -202,11 +202,11 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
-from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
-from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError, StackmenderError
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import canonical_uuid
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError, StackmenderError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import canonical_uuid
 
 # Cinder attachment states that still hold (or are about to hold) the volume.
 LIVE_ATTACHMENT_STATES = ('attached', 'attaching', 'reserved', 'detaching')

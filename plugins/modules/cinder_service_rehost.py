@@ -241,20 +241,19 @@ notes:
   elements: str
 '''
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import normalize, now, quote_identifier
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import Plan, normalize, now, quote_identifier
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import RemediationModule, db_only
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import (
     chunks,
     placeholders,
     uuid_list,
 )
 
 CINDER = 'cinder_db'
-API_IMPOSSIBLE = ('method=api cannot rehost volumes: Cinder has no API that changes the host of a volume without '
-                  'moving its data (os-migrate_volume copies the data and needs the old cinder-volume service '
-                  'alive). Use method=db (or auto) with cinder_db')
+NO_REHOST_API = ('Cinder has no API that changes the host of a volume without moving its data (os-migrate_volume '
+                 'copies the data and needs the old cinder-volume service alive)')
 # An operation in flight was sent to the old service and will never finish there.
 BLOCKING_STATUSES = cinder.REHOST_BLOCKING_STATUSES
 SERVICE_SHOWN = ('id', 'uuid', 'host', 'binary', 'cluster_name', 'disabled', 'disabled_reason', 'updated_at',
@@ -272,6 +271,7 @@ def _shown(row, columns):
 class CinderServiceRehost(RemediationModule):
     module_name = 'stackmender.openstack.cinder_service_rehost'
     required_databases = (CINDER,)
+    method_policy = db_only(NO_REHOST_API)
     # 100,000 volumes are read and planned under the locks of the write: no row is re-checked.
     plans_under_lock = True
     argument_spec = dict(
@@ -301,20 +301,6 @@ class CinderServiceRehost(RemediationModule):
         if self.params['service_down_time'] <= 0:
             raise InputError('service_down_time must be a positive number of seconds')
         self.volume_ids = uuid_list(self.params['volumes'], 'volumes')
-
-    def api_available(self):
-        return False
-
-    def choose_method(self):
-        if self.params['method'] == 'api':
-            raise InputError(API_IMPOSSIBLE)
-        if CINDER not in self.targets:
-            raise InputError('%s works on the Cinder database: give cinder_db (a URL or the path of cinder.conf)'
-                             % self.module_name)
-        if self.params['method'] == 'db':
-            return 'db', 'requested'
-        return 'db', ('Cinder has no API that changes the host of a volume without moving its data; '
-                      'cinder_db given')
 
     # -------------------------------------------------------------- reading
 

@@ -240,40 +240,21 @@ notes:
 
 import time
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
-from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import translate
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.nova import instance_rows, live_volume_bdms
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import ApiUnsuitable, Plan, RemediationModule
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.cloud import translate
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.services.nova import instance_rows, live_volume_bdms
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import DELETE, Plan, now
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import ApiUnsuitable, RemediationModule, api_or_db
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders, uuid_list
 
 CINDER = 'cinder_db'
-
-
-def same_shapes_together(changes):
-    """The changes reordered so that rows of one statement shape are adjacent.
-
-    Each volume is planned on its own (volume row, attachments, metadata,
-    workers), which interleaves the shapes; the executor makes one statement
-    per run of equal shapes, so 200 volumes would cost some 800 statements.
-    Every change names a distinct row, so the order inside one transaction is
-    free: tables keep the order they first appear in, and within a table the
-    shapes do too, and the rows within a shape keep their planned order.
-    """
-    rows = set((change.database, change.table, repr(change.key_value)) for change in changes)
-    if len(rows) != len(changes):
-        return changes  # a row changed twice: its order matters, keep the plan as made
-    tables, shapes = {}, {}
-    for change in changes:
-        tables.setdefault((change.database, change.table), len(tables))
-        shapes.setdefault(change.signature(), len(shapes))
-    return sorted(changes, key=lambda change: (tables[(change.database, change.table)], shapes[change.signature()]))
 
 
 class CinderVolumeState(RemediationModule):
     module_name = 'stackmender.openstack.cinder_volume_state'
     required_databases = (CINDER,)
+    method_policy = api_or_db()
     argument_spec = dict(
         volume=dict(type='list', elements='str', required=True, aliases=['volumes']),
         status=dict(type='str', choices=list(cinder.VOLUME_STATUSES)),
@@ -344,7 +325,6 @@ class CinderVolumeState(RemediationModule):
             self._plan_admin_metadata(plan, session, detaching, stamp, keys=('attached_mode',))
         if retiring:
             self._plan_retire(plan, retiring, attachments, workers, bdms, stamp, session, schema)
-        plan.changes = same_shapes_together(plan.changes)
         return plan
 
     def describe(self, plan):
@@ -548,9 +528,6 @@ class CinderVolumeState(RemediationModule):
                                 after=dict(in_use=new_value), note='give back the quota usage of deleted volumes')
 
     # ------------------------------------------------------------- API path
-
-    def api_available(self):
-        return True
 
     def plan_api(self):
         plan = Plan()

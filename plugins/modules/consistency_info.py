@@ -314,13 +314,13 @@ notes:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import audit as auditing
-from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
-from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
-from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
-from ansible_collections.stackmender.openstack.plugins.module_utils import remediation
-from ansible_collections.stackmender.openstack.plugins.module_utils import report
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError, StackmenderError
+from ansible_collections.stackmender.openstack.plugins.module_utils.audit import engine as auditing
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import remediation
+from ansible_collections.stackmender.openstack.plugins.module_utils.audit import report
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError, StackmenderError
 
 
 def argument_spec():

@@ -144,16 +144,16 @@ notes:
   elements: str
 '''
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import (
     API_METHOD,
     COMMITTED,
     ROLLED_BACK,
     load_journal,
     mark_journal,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.partial import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.partial import (
     comparable,
     describe_outcomes,
     journal_outcomes,
@@ -162,14 +162,15 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.partial impo
     settle,
     utc_stamp,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import (
+    Plan,
     DELETE,
     INSERT,
     UPDATE,
     RowChange,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import Plan, RemediationModule
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import RemediationModule, db_only
 
 
 def statement_runs(changes):
@@ -244,6 +245,7 @@ def differences(label, table, written, live):
 
 class JournalUndo(RemediationModule):
     module_name = 'stackmender.openstack.journal_undo'
+    method_policy = db_only('a journal holds database rows, which only the database path restores')
     argument_spec = dict(journal=dict(type='path', required=True))
 
     def validate(self):
@@ -254,11 +256,6 @@ class JournalUndo(RemediationModule):
                              'of them, so nothing was changed. Of its %d call(s), %d were done: %s'
                              % (self.params['journal'], len(self.document.get('calls') or []), len(done),
                                 ', '.join('%s %s' % (call.get('service'), call.get('call')) for call in done) or 'none'))
-
-    def choose_method(self):
-        if self.params['method'] == 'api':
-            raise InputError('journal_undo restores database rows; method=api does not apply')
-        return 'db', 'a journal holds database rows'
 
     def _check_database(self, plan, option):
         """The session for a journal's database option, after checking it is the same database."""

@@ -244,11 +244,11 @@ notes:
 
 import time
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import negotiated_microversion, translate
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import ApiUnsuitable, Plan, RemediationModule
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.cloud import negotiated_microversion, translate
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import DELETE, Plan, now
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import ApiUnsuitable, RemediationModule, api_or_db, db_only
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders, uuid_list
 
 CINDER = 'cinder_db'
 NOVA_DATABASES = ('nova_db', 'nova_api_db')
@@ -263,6 +263,9 @@ SHOWN_COLUMNS = ('id', 'uuid', 'instance_uuid', 'volume_id', 'attachment_id', 'd
 
 class NovaBdmPurge(RemediationModule):
     module_name = 'stackmender.openstack.nova_bdm_purge'
+    # Nova's detach soft-deletes a BDM; nothing in the API deletes its row (purge).
+    method_policy = api_or_db()
+    purge_policy = db_only('purge deletes the BDM rows, which no API does')
     argument_spec = dict(
         instance=dict(type='list', elements='str', aliases=['instances']),
         volume=dict(type='list', elements='str', aliases=['volumes']),
@@ -415,9 +418,8 @@ class NovaBdmPurge(RemediationModule):
 
     # ------------------------------------------------------------- API path
 
-    def api_available(self):
-        # Only purge=false: Nova's detach soft-deletes the BDM; nothing in the API deletes its row.
-        return not self.params['purge']
+    def methods(self):
+        return self.purge_policy if self.params['purge'] else self.method_policy
 
     def plan_api(self):
         """Nova's detach, for BDMs whose attachment Cinder still holds; anything else needs the database."""

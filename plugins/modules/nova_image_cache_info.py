@@ -246,10 +246,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import compute_storage
-from ansible_collections.stackmender.openstack.plugins.module_utils import qcow2
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError, StackmenderError
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import canonical_uuid
+from ansible_collections.stackmender.openstack.plugins.module_utils.host import compute_storage
+from ansible_collections.stackmender.openstack.plugins.module_utils.host import qcow2
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError, StackmenderError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import canonical_uuid
 
 # Directories under the instances path that are not instances.
 NOT_INSTANCES = ('locks', 'snapshots')

@@ -248,18 +248,19 @@ notes:
 
 import time
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
-from ansible_collections.stackmender.openstack.plugins.module_utils import nova
-from ansible_collections.stackmender.openstack.plugins.module_utils import instance_records as records
-from ansible_collections.stackmender.openstack.plugins.module_utils import placement
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, now
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
-    Plan,
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import nova
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import instance_records
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import placement
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.services.nova import FINISHED_MIGRATION_STATUSES
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import DELETE, Plan, now
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import (
     RemediationModule,
+    api_or_db,
+    db_only,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import uuid_list
 
 NOVA_API = 'nova_api_db'
 PLACEMENT = 'placement_db'
@@ -282,27 +283,17 @@ class NovaInstanceDelete(RemediationModule):
         for option in ('service_down_time', 'timeout'):
             if self.params[option] <= 0:
                 raise InputError('%s must be a positive number of seconds, not %s' % (option, self.params[option]))
-        if self.params['purge'] and self.params['method'] == 'api':
-            raise InputError('purge deletes database rows, which the Compute API cannot do; use method=db or auto')
         self.deleted = []
         self.gone = []  # purged uuids of which no cell and nothing in nova_api has a trace (see _refuse_absent)
 
     # ---------------------------------------------------------------- method
 
     uses_nova_cells = True
-    api_reason = "Nova's own delete does everything this module would, and a cloud is configured"
+    method_policy = api_or_db("Nova's own delete does everything this module would, and a cloud is configured")
+    purge_policy = db_only('purge deletes database rows, which the Compute API cannot do')
 
-    def api_available(self):
-        return not self.params['purge']
-
-    def choose_method(self):
-        # purge with method=api is refused by validate; the base's api branch would refuse it too.
-        if self.params['purge'] and self.params['method'] != 'api':
-            if not self._has_databases():
-                raise InputError('method=db (purge) needs %s' % self.database_requirement())
-            return 'db', ('requested' if self.params['method'] == 'db'
-                          else 'purge deletes rows, which only the database path does')
-        return super(NovaInstanceDelete, self).choose_method()
+    def methods(self):
+        return self.purge_policy if self.params['purge'] else self.method_policy
 
     # ---------------------------------------------------------------- results
 
@@ -324,7 +315,7 @@ class NovaInstanceDelete(RemediationModule):
         purge = self.params['purge']
         cells = self.nova_cells()
         for cell in cells:
-            records.require_cell_schema(self.schema(cell.name, 'nova'), purge and not cell.is_cell0)
+            instance_records.require_cell_schema(self.schema(cell.name, 'nova'), purge and not cell.is_cell0)
         found = self._find(cells, plan)
         plan.stop_if_never_overridden()
         by_cell = {}
@@ -367,7 +358,7 @@ class NovaInstanceDelete(RemediationModule):
 
     def _find(self, cells, plan):
         """{uuid: instance row}: the live row, else the newest deleted one; refuses what cannot be deleted here."""
-        by_uuid = nova.instance_rows(cells, ', '.join('`%s`' % column for column in records.INSTANCE_COLUMNS),
+        by_uuid = nova.instance_rows(cells, ', '.join('`%s`' % column for column in instance_records.INSTANCE_COLUMNS),
                                      uuids=self.instance_ids)
         found = {}
         missing = []
@@ -436,13 +427,13 @@ class NovaInstanceDelete(RemediationModule):
         self._guard_live(cell, live, plan)
         changed = set()
         if purge:
-            for table, column in records.BLOCKING_TABLES:
+            for table, column in instance_records.BLOCKING_TABLES:
                 if self.schema(cell.name, 'nova').has(table, column):
-                    for blocking in records.rows_of(cell.session, table, column, uuids, live_only=False):
+                    for blocking in instance_records.rows_of(cell.session, table, column, uuids, live_only=False):
                         plan.refuse('purge_blocked', 'instance %s has %s rows, which no Nova delete removes and '
                                     'which keep its row by foreign key; remove them first or do not purge'
                                     % (blocking[column], table), [dict(blocking, table=table)], never=True)
-            events, actions = records.action_rows(cell.session, uuids)
+            events, actions = instance_records.action_rows(cell.session, uuids)
             by_action = dict((row['id'], row['instance_uuid']) for row in actions)
             for row in events:
                 self._purge_row(plan, cell, 'instance_actions_events', row, 'an event of an action of the instance')
@@ -463,8 +454,8 @@ class NovaInstanceDelete(RemediationModule):
                             from_key=('deleted',), expect=dict(uuid=row['uuid'], host=row['host']),
                             note="Nova's local delete: vm_state deleted, no task, terminated, then soft-deleted")
                 changed.add(row['uuid'])
-        for table, column in records.CHILD_TABLES:
-            for row in records.rows_of(cell.session, table, column, uuids, live_only=not purge):
+        for table, column in instance_records.CHILD_TABLES:
+            for row in instance_records.rows_of(cell.session, table, column, uuids, live_only=not purge):
                 changed.add(row[column])
                 if purge:
                     self._purge_row(plan, cell, table, row, 'a row of the instance (hard delete, as instance_destroy '
@@ -474,16 +465,16 @@ class NovaInstanceDelete(RemediationModule):
                             before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
                             after=dict(deleted_at=stamp), from_key=('deleted',), expect={column: row[column]},
                             note="soft-delete as Nova's instance_destroy does (deleted = id, updated_at kept)")
-        for table, column in records.HARD_DELETED_TABLES:
-            for row in records.rows_of(cell.session, table, column, uuids, live_only=False,
-                                       columns='id, %s' % records.quote_identifier(column)):
+        for table, column in instance_records.HARD_DELETED_TABLES:
+            for row in instance_records.rows_of(cell.session, table, column, uuids, live_only=False,
+                                       columns='id, %s' % instance_records.quote_identifier(column)):
                 changed.add(row[column])
                 plan.change(cell.name, table, {'id': row['id']}, action=DELETE, before=dict(row),
                             note='instance_destroy deletes them (the table has no deleted column)')
-        table, column, key = records.TAG_TABLE
+        table, column, key = instance_records.TAG_TABLE
         # Keyed by the pair: the executor deletes exactly these rows and the journal keeps each one for undo.
-        for row in records.rows_of(cell.session, table, column, uuids, live_only=False, order=key,
-                                   columns=', '.join(records.quote_identifier(part) for part in key)):
+        for row in instance_records.rows_of(cell.session, table, column, uuids, live_only=False, order=key,
+                                   columns=', '.join(instance_records.quote_identifier(part) for part in key)):
             changed.add(row[column])
             plan.change(cell.name, table, dict((part, row[part]) for part in key), action=DELETE, before=dict(row),
                         note='instance_destroy deletes the tags of the instance')
@@ -494,14 +485,14 @@ class NovaInstanceDelete(RemediationModule):
         return changed
 
     def _purge_row(self, plan, cell, table, row, why):
-        plan.change(cell.name, table, {'id': row['id']}, action=DELETE, before=records.shown(row),
+        plan.change(cell.name, table, {'id': row['id']}, action=DELETE, before=instance_records.shown(row),
                     note='purge %s' % why)
 
     def _guard_live(self, cell, live, plan):
         if not live:
             return
         services = self._compute_services(cell, set(row['host'] for row in live if row['host']))
-        migrations = records.rows_of(cell.session, 'migrations', 'instance_uuid', [row['uuid'] for row in live],
+        migrations = instance_records.rows_of(cell.session, 'migrations', 'instance_uuid', [row['uuid'] for row in live],
                                      columns='id, uuid, instance_uuid, status, migration_type, source_compute, '
                                              'dest_compute, deleted')
         for row in live:
@@ -512,7 +503,7 @@ class NovaInstanceDelete(RemediationModule):
                             'service_down_time %s): delete instance %s through the API (method=api); that compute '
                             'deletes its guest' % (row['host'], service['seconds_since_report'],
                                                    self.params['service_down_time'], row['uuid']), [service, shown])
-            if row['task_state'] and row['task_state'] not in records.DELETE_TASK_STATES:
+            if row['task_state'] and row['task_state'] not in instance_records.DELETE_TASK_STATES:
                 plan.refuse('task_in_progress', 'instance %s has task_state %s in progress'
                             % (row['uuid'], row['task_state']), [shown])
             unfinished = [migration for migration in migrations if migration['instance_uuid'] == row['uuid']
@@ -535,14 +526,14 @@ class NovaInstanceDelete(RemediationModule):
         if self.params['purge']:
             schema.require('request_specs', ('id', 'instance_uuid'), purpose='purge the request specs')
             schema.require('instance_group_member', ('id', 'instance_uuid'), purpose='purge server group memberships')
-            for table, column in records.API_PURGED_TABLES:
-                for row in records.rows_of(session, table, column, uuids, live_only=False,
-                                           columns='id, %s' % records.quote_identifier(column)):
+            for table, column in instance_records.API_PURGED_TABLES:
+                for row in instance_records.rows_of(session, table, column, uuids, live_only=False,
+                                           columns='id, %s' % instance_records.quote_identifier(column)):
                     plan.change(NOVA_API, table, {'id': row['id']}, action=DELETE, before=dict(row),
                                 note='archive_deleted_rows deletes the API records of a purged instance')
                     changed.add(row[column])
             return changed
-        for row in records.rows_of(session, 'instance_mappings', 'instance_uuid', uuids, live_only=False,
+        for row in instance_records.rows_of(session, 'instance_mappings', 'instance_uuid', uuids, live_only=False,
                                    columns='id, instance_uuid, queued_for_delete, updated_at'):
             if not row['queued_for_delete']:
                 plan.change(NOVA_API, 'instance_mappings', {'id': row['id']},
@@ -584,14 +575,14 @@ class NovaInstanceDelete(RemediationModule):
         schema.require('volumes', ('id', 'status', 'attach_status', 'migration_status', 'deleted'), purpose=purpose)
         schema.require('volume_admin_metadata', ('id', 'volume_id', 'key', 'deleted', 'deleted_at'), purpose=purpose)
         schema.require('attachment_specs', ('id', 'attachment_id', 'deleted', 'deleted_at'), purpose=purpose)
-        detached = records.rows_of(session, 'volume_attachment', 'instance_uuid', uuids,
+        detached = instance_records.rows_of(session, 'volume_attachment', 'instance_uuid', uuids,
                                    columns='id, volume_id, instance_uuid, attach_status, detach_time, deleted, '
                                            'deleted_at')
         if not detached:
             return set()
         ids = [row['id'] for row in detached]
         volume_ids = sorted(set(row['volume_id'] for row in detached))
-        specs = records.rows_of(session, 'attachment_specs', 'attachment_id', ids,
+        specs = instance_records.rows_of(session, 'attachment_specs', 'attachment_id', ids,
                                 columns='id, attachment_id, deleted, deleted_at')
         for row in specs:
             plan.change(CINDER, 'attachment_specs', {'id': row['id']},
@@ -605,7 +596,7 @@ class NovaInstanceDelete(RemediationModule):
                         after=dict(attach_status='detached', detach_time=stamp, deleted=1, deleted_at=stamp),
                         expect=dict(instance_uuid=row['instance_uuid'], volume_id=row['volume_id']),
                         note="Cinder's attachment delete: detached and soft-deleted")
-        metadata = records.rows_of(session, 'volume_admin_metadata', 'volume_id', volume_ids,
+        metadata = instance_records.rows_of(session, 'volume_admin_metadata', 'volume_id', volume_ids,
                                    columns='id, volume_id, `key`, deleted, deleted_at')
         for row in metadata:
             if row['key'] == 'attached_mode':
@@ -614,13 +605,13 @@ class NovaInstanceDelete(RemediationModule):
                             after=dict(deleted=1, deleted_at=stamp),
                             expect=dict(volume_id=row['volume_id'], key='attached_mode'),
                             note='Cinder drops attached_mode when it finishes a detach')
-        others = records.rows_of(session, 'volume_attachment', 'volume_id', volume_ids,
+        others = instance_records.rows_of(session, 'volume_attachment', 'volume_id', volume_ids,
                                  columns='id, volume_id, instance_uuid, attach_status')
-        volumes = records.rows_of(session, 'volumes', 'id', volume_ids,
+        volumes = instance_records.rows_of(session, 'volumes', 'id', volume_ids,
                                   columns='id, status, attach_status, migration_status, deleted')
         for volume in volumes:
             remaining = [row for row in others if row['volume_id'] == volume['id'] and row['id'] not in ids]
-            status, attach_status = records.volume_status_after_detach(volume, remaining)
+            status, attach_status = instance_records.volume_status_after_detach(volume, remaining)
             if (status, attach_status) != (volume['status'], volume['attach_status']):
                 plan.change(CINDER, 'volumes', {'id': volume['id']},
                             before=dict(status=volume['status'], attach_status=volume['attach_status']),
@@ -639,7 +630,7 @@ class NovaInstanceDelete(RemediationModule):
         volumes = []
         for name in sorted(cells):
             cell, uuids = cells[name]
-            for row in records.rows_of(cell.session, 'block_device_mapping', 'instance_uuid', uuids, live_only=False,
+            for row in instance_records.rows_of(cell.session, 'block_device_mapping', 'instance_uuid', uuids, live_only=False,
                                        columns='id, instance_uuid, volume_id, destination_type, '
                                                'delete_on_termination'):
                 if row['destination_type'] == 'volume' and row['volume_id']:
@@ -681,7 +672,7 @@ class NovaInstanceDelete(RemediationModule):
             service = services.get(host, [None])[0] if services.get(host) else None
             up = service is not None and service.state == 'up' and not service.is_forced_down
             evidence = [shown] + ([self._shown_service(service)] if service is not None else [])
-            if up and server.task_state in records.DELETE_TASK_STATES:
+            if up and server.task_state in instance_records.DELETE_TASK_STATES:
                 plan.refuse('delete_already_cast', 'instance %s is already %s on host %s, whose nova-compute '
                             'Nova counts as up: Nova ignores another delete until that compute finishes it. If '
                             'the host is dead, wait until Nova counts the service down (service_down_time) or '

@@ -285,18 +285,18 @@ notes:
 
 import time
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
-from ansible_collections.stackmender.openstack.plugins.module_utils import nova
-from ansible_collections.stackmender.openstack.plugins.module_utils import placement
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import nova
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import placement
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.services.nova import FINISHED_MIGRATION_STATUSES
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import Plan, now
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import (
     ApiUnsuitable,
-    Plan,
     RemediationModule,
+    api_or_db,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import (
     host_name,
     placeholders,
     uuid_list,
@@ -354,10 +354,7 @@ class NovaInstanceHost(RemediationModule):
     # ---------------------------------------------------------------- method
 
     uses_nova_cells = True
-    api_reason = 'evacuation is how Nova itself moves instances off a dead host, and a cloud is configured'
-
-    def api_available(self):
-        return True
+    method_policy = api_or_db('evacuation is how Nova itself moves instances off a dead host, and a cloud is configured')
 
     # ---------------------------------------------------------------- results
 

@@ -228,17 +228,16 @@ notes:
   elements: str
 '''
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
-from ansible_collections.stackmender.openstack.plugins.module_utils import nova
-from ansible_collections.stackmender.openstack.plugins.module_utils import network_info as cache_model
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
-    Plan,
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import nova
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import network_info
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.services.nova import FINISHED_MIGRATION_STATUSES
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import Plan, now
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import (
     RemediationModule,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import (
     chunks,
     host_name,
     placeholders,
@@ -275,7 +274,7 @@ class NovaNetworkInfoCache(RemediationModule):
             vif_type = self.params['vif_type'].strip()
             if not vif_type:
                 raise InputError('vif_type: give the binding:vif_type Neutron reports for the port, such as ovs')
-            if vif_type in cache_model.FAILED_VIF_TYPES:
+            if vif_type in network_info.FAILED_VIF_TYPES:
                 raise InputError('vif_type: %s is no binding; give the type of a bound port, such as ovs' % vif_type)
             binding_host = host_name(self.params['binding_host'], 'binding_host',
                                      'binding_host: give the host the port is bound to (binding:host_id)')
@@ -358,7 +357,7 @@ class NovaNetworkInfoCache(RemediationModule):
             row['vifs'] = vifs
             broken = []
             for vif in vifs:
-                defects = cache_model.vif_defects(vif)
+                defects = network_info.vif_defects(vif)
                 if self.port_ids and vif['id'] not in self.port_ids:
                     continue
                 if defects:
@@ -396,13 +395,13 @@ class NovaNetworkInfoCache(RemediationModule):
             cache = row['cache']
             plan.change(row['cell'].name, 'instance_info_caches', {'id': cache['id']},
                         before=dict(network_info=cache['network_info'], updated_at=cache['updated_at']),
-                        after=dict(network_info=cache_model.dump_cache(new_vifs), updated_at=stamp),
+                        after=dict(network_info=network_info.dump_cache(new_vifs), updated_at=stamp),
                         expect=dict(instance_uuid=row['uuid'], deleted=0),
                         note='the cached VIFs carry the port binding %s' % (
                             'Neutron reports' if self.binding_source == 'api' else 'the operator confirmed'))
             self.caches.append(dict(instance=row['uuid'], cell=row['cell'].name, host=row['host'], vifs=[
-                dict(port=vif['id'], defects=defects, before=cache_model.summary(vif),
-                     after=cache_model.summary(repaired[vif['id']]))
+                dict(port=vif['id'], defects=defects, before=network_info.summary(vif),
+                     after=network_info.summary(repaired[vif['id']]))
                 for vif, defects in row['broken'] if vif['id'] in repaired]))
             if row['vm_state'] == 'error':
                 plan.warn('instance %s is in ERROR (nova-compute sets it so when it cannot plug a failed binding): '
@@ -458,8 +457,8 @@ class NovaNetworkInfoCache(RemediationModule):
             return None
         row['cache'] = caches[0]
         try:
-            return cache_model.parse_cache(caches[0]['network_info'])
-        except cache_model.CacheUnreadable as error:
+            return network_info.parse_cache(caches[0]['network_info'])
+        except network_info.CacheUnreadable as error:
             text = caches[0]['network_info']
             plan.refuse('cache_unreadable', 'the network info cache of instance %s cannot be repaired in place: '
                         '%s' % (row['uuid'], error),
@@ -500,16 +499,16 @@ class NovaNetworkInfoCache(RemediationModule):
                         [dict(instance=row['uuid'], instance_host=row['host'], binding_host=binding['host'])])
         row['repairs'] = []
         for vif, defects in row['broken']:
-            if cache_model.DEFECT_NO_NETWORK in defects:
+            if network_info.DEFECT_NO_NETWORK in defects:
                 plan.refuse('network_needs_neutron', 'VIF %s of instance %s has no network; only Neutron can '
-                            'rebuild it (method=api)' % (vif['id'], row['uuid']), [cache_model.summary(vif)], never=True)
+                            'rebuild it (method=api)' % (vif['id'], row['uuid']), [network_info.summary(vif)], never=True)
                 continue
             chosen = dict(binding)
             if chosen['profile'] is None:
-                chosen['profile'] = cache_model.without_migrating_to(vif.get('profile'))
+                chosen['profile'] = network_info.without_migrating_to(vif.get('profile'))
             if chosen['vnic_type'] is None:
                 chosen['vnic_type'] = vif.get('vnic_type') or 'normal'
-            row['repairs'].append(cache_model.repaired_vif(vif, chosen))
+            row['repairs'].append(network_info.repaired_vif(vif, chosen))
 
     def _neutron_get(self, path, params):
         try:
@@ -527,17 +526,17 @@ class NovaNetworkInfoCache(RemediationModule):
         row['repairs'] = []
         for vif, defects in row['broken']:
             port = by_id.get(vif['id'])
-            evidence = dict(instance=row['uuid'], instance_host=row['host'], port=vif['id'], cached=cache_model.summary(vif))
+            evidence = dict(instance=row['uuid'], instance_host=row['host'], port=vif['id'], cached=network_info.summary(vif))
             if port is None:
                 plan.refuse('port_missing', 'port %s of the cache of instance %s is not a port of that instance in '
                             'Neutron (GET /v2.0/ports?device_id=%s)' % (vif['id'], row['uuid'], row['uuid']),
                             [dict(evidence, neutron_ports=sorted(by_id))], never=True)
                 continue
-            binding = cache_model.binding_from_port(port)
+            binding = network_info.binding_from_port(port)
             evidence['neutron'] = dict(binding_host=binding['host'], vif_type=binding['vif_type'],
                                        profile=binding['profile'], vnic_type=binding['vnic_type'],
                                        status=port.get('status'))
-            if binding['vif_type'] in cache_model.FAILED_VIF_TYPES or not binding['vif_type']:
+            if binding['vif_type'] in network_info.FAILED_VIF_TYPES or not binding['vif_type']:
                 plan.refuse('neutron_binding_failed', 'port %s of instance %s is %s in Neutron too: copying it '
                             'repairs nothing. Bind it in Neutron first (openstack port set --host %s %s)'
                             % (vif['id'], row['uuid'], binding['vif_type'], row['host'], vif['id']), [evidence], never=True)
@@ -547,17 +546,17 @@ class NovaNetworkInfoCache(RemediationModule):
                             'on %s: bind the port to the instance host first (openstack port set --host %s %s)'
                             % (vif['id'], row['uuid'], binding['host'], row['host'], row['host'], vif['id']),
                             [evidence])
-            if cache_model.MIGRATING_TO in binding['profile']:
+            if network_info.MIGRATING_TO in binding['profile']:
                 plan.refuse('port_profile_migrating', 'port %s of instance %s still has migrating_to %s in its '
                             'binding:profile in Neutron, and no migration runs: remove it there (openstack port unset '
                             '--binding-profile migrating_to %s); with force the cache gets the profile without it'
-                            % (vif['id'], row['uuid'], binding['profile'][cache_model.MIGRATING_TO], vif['id']),
+                            % (vif['id'], row['uuid'], binding['profile'][network_info.MIGRATING_TO], vif['id']),
                             [evidence])
-                binding['profile'] = cache_model.without_migrating_to(binding['profile'])
+                binding['profile'] = network_info.without_migrating_to(binding['profile'])
             network = None
-            if cache_model.DEFECT_NO_NETWORK in defects:
+            if network_info.DEFECT_NO_NETWORK in defects:
                 network = self._neutron_network(port, binding)
-            row['repairs'].append(cache_model.repaired_vif(vif, binding, network))
+            row['repairs'].append(network_info.repaired_vif(vif, binding, network))
 
     def _neutron_network(self, port, binding):
         network = {}
@@ -567,7 +566,7 @@ class NovaNetworkInfoCache(RemediationModule):
         subnets = []
         if subnet_ids:
             subnets = self._neutron_get('/subnets', {'id': subnet_ids}).get('subnets') or []
-        return cache_model.network_model(port, network, subnets, binding['vif_type'], binding['vif_details'])
+        return network_info.network_model(port, network, subnets, binding['vif_type'], binding['vif_details'])
 
 
 def main():

@@ -277,19 +277,20 @@ notes:
 import datetime
 import time
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
-from ansible_collections.stackmender.openstack.plugins.module_utils import nova
-from ansible_collections.stackmender.openstack.plugins.module_utils import placement
-from ansible_collections.stackmender.openstack.plugins.module_utils import tasks
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.nova import FINISHED_MIGRATION_STATUSES
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import now
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import nova
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import placement
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import tasks
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.services.nova import FINISHED_MIGRATION_STATUSES
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import Plan, now
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import (
     ApiUnsuitable,
-    Plan,
     RemediationModule,
+    api_only,
+    api_or_db,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import placeholders, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import placeholders, uuid_list
 
 PLACEMENT = 'placement_db'
 INSTANCE_COLUMNS = ('id', 'uuid', 'host', 'node', 'vm_state', 'task_state', 'power_state', 'deleted', 'created_at',
@@ -334,28 +335,18 @@ class NovaTaskState(RemediationModule):
         for option in ('service_down_time', 'wait_timeout'):
             if self.params[option] <= 0:
                 raise InputError('%s must be a positive number of seconds, not %s' % (option, self.params[option]))
-        if self.action == tasks.FORCE_COMPLETE and self.params['method'] == 'db':
-            raise InputError('action=force_complete asks the source compute to finish a live migration; only the '
-                             'Compute API can do that (method=api)')
         self.report = []
         self._waits = []
 
     # ---------------------------------------------------------------- method
 
     uses_nova_cells = True
-    api_reason = "Nova's own actions can express this change and a cloud is configured"
+    method_policy = api_or_db("Nova's own actions can express this change and a cloud is configured")
+    force_complete_policy = api_only('force_complete asks the source compute to finish a live migration, which only '
+                                     'the Compute API can do')
 
-    def api_available(self):
-        return True
-
-    def choose_method(self):
-        # force_complete with method=db is refused by validate.
-        if self.action == tasks.FORCE_COMPLETE and self.params['method'] == 'auto':
-            self.require_openstacksdk()
-            if not api.cloud_configured(self.params.get('cloud')):
-                raise InputError('action=force_complete needs the Compute API: configure a cloud')
-            return 'api', 'force_complete exists only in the Compute API'
-        return super(NovaTaskState, self).choose_method()
+    def methods(self):
+        return self.force_complete_policy if self.action == tasks.FORCE_COMPLETE else self.method_policy
 
     # ---------------------------------------------------------------- results
 

@@ -288,8 +288,8 @@ state_written:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import gate
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import StackmenderError
+from ansible_collections.stackmender.openstack.plugins.module_utils.audit import gate
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import StackmenderError
 
 
 def argument_spec():

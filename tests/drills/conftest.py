@@ -152,7 +152,7 @@ def attach(member, admin, server, volume):
 
 def assert_call_journal(result):
     """An applied API run's journal: its calls, every one done, as the result says; no rows to undo."""
-    from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+    from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
     assert result['journal'], result
     document = load_journal(result['journal'])
     assert document['method'] == 'api' and document['status'] == 'committed' and document['entries'] == []

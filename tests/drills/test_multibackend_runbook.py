@@ -21,7 +21,7 @@ import os
 import time
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
 
 from tests.ansible_run import run_playbook
 from tests.collection_path import REPO_ROOT

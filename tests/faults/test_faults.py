@@ -11,7 +11,7 @@ import os
 import uuid
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
 
 from tests.faults.helpers import (
     Background,

@@ -15,8 +15,8 @@ import time
 import uuid
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import normalize_row
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import normalize_row
 
 from tests.faults.helpers import Background
 from tests.security.cases.nova_instance_delete import build_nova_instance_delete, build_nova_instance_purge

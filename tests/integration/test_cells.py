@@ -10,7 +10,7 @@ import datetime
 import json
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
 
 from tests.integration.helpers import assert_clean_failure, db_args, one, run_full_cycle, snapshot
 

@@ -13,7 +13,7 @@ import time
 import uuid
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
 
 from tests.integration.helpers import assert_clean_failure, db_args, run_full_cycle, snapshot, table_rows
 

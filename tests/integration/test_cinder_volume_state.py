@@ -9,7 +9,7 @@ import os
 import uuid
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
 
 from tests.integration.helpers import (
     CINDER_TABLES,

@@ -669,7 +669,7 @@ def test_the_cache_classes_agree_with_nova_network_info_cache(ansible, dbs, clou
     """The audit reports a cached VIF exactly when nova_network_info_cache finds it defective (both read
     network_info.vif_defects): a failed binding, an unbound port, a network that is null, empty or missing
     from the second VIF of a cache; not a healthy cache, nor one that only mentions the words."""
-    from ansible_collections.stackmender.openstack.plugins.module_utils import audit as auditing
+    from ansible_collections.stackmender.openstack.plugins.module_utils.audit import engine as auditing
 
     cloud.compute_host('controller1')
     first, second = json.loads(cloud.network_info())[0], json.loads(cloud.network_info())[0]
@@ -761,11 +761,11 @@ def test_select_only_user_and_no_secret_in_output(ansible, dbs, cloud, mariadb_s
 @pytest.mark.newest_release
 def test_packed_key_sets_fall_back_to_rows_when_a_bucket_is_cut(dbs, cloud, monkeypatch):
     """Key sets travel as GROUP_CONCAT strings; a truncated one is detected and read as plain rows."""
-    from ansible_collections.stackmender.openstack.plugins.module_utils import audit as auditing
-    from ansible_collections.stackmender.openstack.plugins.module_utils import database
+    from ansible_collections.stackmender.openstack.plugins.module_utils.audit import engine as auditing
+    from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
 
     build_cloud(cloud, dbs)
-    targets = dict((option, database.parse_url(option, dbs.url(logical))) for logical, option in (
+    targets = dict((option, db.parse_url(option, dbs.url(logical))) for logical, option in (
         ('cinder', 'cinder_db'), ('nova_api', 'nova_api_db'), ('placement', 'placement_db')))
 
     def run():

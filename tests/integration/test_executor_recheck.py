@@ -14,9 +14,9 @@ import datetime
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
-from ansible_collections.stackmender.openstack.plugins.module_utils import plan as planning
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import PlanConflict
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import plan as planning
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import PlanConflict
 
 pytestmark = pytest.mark.newest_release
 

@@ -97,7 +97,7 @@ def test_a_missing_or_damaged_journal_fails_clearly_and_writes_nothing(ansible, 
 
 @pytest.mark.newest_release
 def test_the_journal_of_an_api_run_is_refused_naming_the_calls_done(ansible, dbs, journal_dir):
-    from ansible_collections.stackmender.openstack.plugins.module_utils.journal import CALLS_FAILED, Journal
+    from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import CALLS_FAILED, Journal
     journal = Journal(journal_dir, 'stackmender.openstack.cinder_volume_state', {'volume': ['v1']}, {},
                       method='api')
     journal.prepare_directory()

@@ -8,7 +8,7 @@ case runs check mode, apply (verified with independent SQL), a re-run
 import uuid as uuid_module
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
 
 from tests.integration.helpers import assert_clean_failure, db_args, one, run_full_cycle, snapshot
 

@@ -15,7 +15,7 @@ import threading
 from wsgiref import simple_server
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
 
 from tests.integration.helpers import assert_clean_failure, db_args, run_full_cycle, snapshot
 from tests.harness.builder import CloudBuilder

@@ -10,7 +10,7 @@ import json
 import os
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
 
 from tests.integration.helpers import (
     allocations,

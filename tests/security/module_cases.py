@@ -30,7 +30,7 @@ import dataclasses
 import typing
 import uuid
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import load_journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
 
 from tests.integration.helpers import CINDER_TABLES, NOVA_TABLES
 

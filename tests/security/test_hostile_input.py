@@ -14,13 +14,13 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import common_argument_spec
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import canonical_uuid, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import common_argument_spec
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import canonical_uuid, uuid_list
 from ansible_collections.stackmender.openstack.plugins.modules.cinder_volume_state import CinderVolumeState
 from ansible_collections.stackmender.openstack.plugins.modules.nova_bdm_purge import NovaBdmPurge
-from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
 from tests.integration.helpers import snapshot
 from tests.security.module_cases import CASE_IDS, CASES, CaseContext
 

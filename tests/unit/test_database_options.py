@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 
 
 def test_service_url_is_parsed_with_password_decoded():

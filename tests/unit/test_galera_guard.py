@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import DatabaseError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import DatabaseError
 
 
 class StatusSession(db.Session):

@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import gate
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.audit import gate
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 
 CVS = 'stackmender.openstack.cinder_volume_state'
 BDM = 'stackmender.openstack.nova_bdm_purge'

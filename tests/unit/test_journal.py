@@ -5,9 +5,9 @@ import json
 import os
 
 import pytest
-from ansible_collections.stackmender.openstack.plugins.module_utils import partial
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import partial
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import GuardRefusal, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import (
     COMMITTED,
     INCOMPLETE,
     Journal,

@@ -1,10 +1,10 @@
-"""The comparison of the nova_libvirt_ids role (module_utils/libvirt_ids.py and its filters) on plain data."""
+"""The comparison of the nova_libvirt_ids role (module_utils/host/libvirt_ids.py and its filters) on plain data."""
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.stackmender.openstack.plugins.filter.libvirt_ids import FilterModule
-from ansible_collections.stackmender.openstack.plugins.module_utils import libvirt_ids
+from ansible_collections.stackmender.openstack.plugins.module_utils.host import libvirt_ids
 
 FILTERS = FilterModule().filters()
 

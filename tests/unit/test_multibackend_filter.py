@@ -1,11 +1,11 @@
-"""The plan of the cinder_multibackend_migration role (module_utils/multibackend.py and its filters) on plain data."""
+"""The plan of the cinder_multibackend_migration role (module_utils/services/multibackend.py and its filters) on plain data."""
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.stackmender.openstack.plugins.filter.multibackend import FilterModule
-from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
-from ansible_collections.stackmender.openstack.plugins.module_utils import multibackend
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import multibackend
 
 FILTERS = FilterModule().filters()
 

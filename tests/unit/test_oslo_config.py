@@ -15,8 +15,8 @@ import textwrap
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import oslo_config
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import oslo_config
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 
 pytestmark = pytest.mark.newest_release
 

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import plan as planning
-from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import DatabaseError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import plan as planning
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import DatabaseError
 
 
 def _change(key, status='available', action=planning.UPDATE):
@@ -15,13 +15,32 @@ def _change(key, status='available', action=planning.UPDATE):
                               before={'status': 'detaching'}, after={'status': status} if action == planning.UPDATE else None)
 
 
-def test_consecutive_changes_of_one_shape_become_one_statement():
+def test_changes_of_one_shape_become_one_statement_wherever_they_are_planned():
+    # The executor brings equal shapes together: a/b/d are one statement although c was planned between them.
     groups = planning.group_changes([_change('a'), _change('b'), _change('c', status='error'), _change('d')])
-    assert [len(group.changes) for group in groups] == [2, 1, 1]
+    assert [len(group.changes) for group in groups] == [3, 1]
     described = groups[0].describe()
-    assert described['statement'] == 'UPDATE `volumes` SET `status` = %s WHERE `id` IN (%s, %s)'
-    assert described['params'] == ['available', 'a', 'b']
-    assert described['rows'] == 2
+    assert described['statement'] == 'UPDATE `volumes` SET `status` = %s WHERE `id` IN (%s, %s, %s)'
+    assert described['params'] == ['available', 'a', 'b', 'd']
+    assert described['rows'] == 3
+    assert groups[1].describe()['params'] == ['error', 'c']
+
+
+def test_a_row_changed_twice_keeps_the_planned_order():
+    # Its second change depends on its first: nothing is reordered.
+    changes = [_change('a'), _change('b', status='error'), _change('a', status='error')]
+    groups = planning.group_changes(changes)
+    assert [[change.key_value for change in group.changes] for group in groups] == [['a'], ['b', 'a']]
+
+
+def test_tables_keep_the_order_they_first_appear_in():
+    child = planning.RowChange('cinder_db', 'volume_attachment', {'id': 'x1'}, action=planning.DELETE,
+                               before={'volume_id': 'a'})
+    child2 = planning.RowChange('cinder_db', 'volume_attachment', {'id': 'x2'}, action=planning.DELETE,
+                                before={'volume_id': 'b'})
+    groups = planning.group_changes([child, _change('a', action=planning.DELETE), child2, _change('b', action=planning.DELETE)])
+    assert [group.changes[0].table for group in groups] == ['volume_attachment', 'volumes']
+    assert [len(group.changes) for group in groups] == [2, 2]
 
 
 def test_long_key_lists_are_counted_not_dumped():
@@ -259,8 +278,8 @@ class _Sessions(object):
 
 
 def test_a_write_under_lock_that_fails_in_its_thread_fails_the_run_after_the_journal_is_written(tmp_path):
-    from ansible_collections.stackmender.openstack.plugins.module_utils.journal import Journal, load_journal
-    from ansible_collections.stackmender.openstack.plugins.module_utils.remediation import RemediationModule
+    from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import Journal, load_journal
+    from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import RemediationModule
     changes = planning.uniform_updates('cinder_db', 'volumes', 'id', _volume_rows(3), {'host': 'new@lvm#lvm'},
                                        locked=True)
     journal = Journal(str(tmp_path), 'stackmender.openstack.cinder_service_rehost', {}, {})

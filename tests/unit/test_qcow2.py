@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import compute_storage, qcow2
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.host import compute_storage
+from ansible_collections.stackmender.openstack.plugins.module_utils.host import qcow2
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 from tests.collection_path import REPO_ROOT
 
 

@@ -1,15 +1,15 @@
-"""The redaction rule (module_utils/redaction.py) and the private journal directory, on plain data."""
+"""The redaction rule (module_utils/engine/redaction.py) and the private journal directory, on plain data."""
 
 import json
 import os
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import Journal
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import RowChange, describe_changes, DELETE
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import StatementGroup
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import Journal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import RowChange, describe_changes, DELETE
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import StatementGroup
 
 CHAP = json.dumps({'driver_volume_type': 'iscsi', 'data': {'target_iqn': 'iqn.2010-10.org.openstack:volume-1',
                                                            'auth_method': 'CHAP', 'auth_username': 'u',
@@ -113,7 +113,7 @@ def test_only_credentials_of_the_connection_options_stay_masked():
 
 
 def test_a_url_that_fails_to_parse_is_not_echoed():
-    from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
+    from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
     with pytest.raises(InputError) as raised:
         db.parse_database_option('cinder_db', 'mysql+pymysql://cinder:Pa/ssWORD@db/cinder')
     assert 'ssWORD' not in raised.value.msg

@@ -6,9 +6,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import audit
-from ansible_collections.stackmender.openstack.plugins.module_utils import report
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.audit import engine as auditing
+from ansible_collections.stackmender.openstack.plugins.module_utils.audit import report
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 
 HOSTILE = '<script>alert("x")</script> | `rm -rf` & \n **bold**'
 
@@ -100,11 +100,11 @@ def markdown_table_rows(text, heading):
 
 
 def test_markdown_has_counts_per_class_and_host_and_a_table_per_class():
-    text = report.render_markdown(sample_result(), audit.CLASS_TITLES)
+    text = report.render_markdown(sample_result(), auditing.CLASS_TITLES)
     assert text.startswith('# OpenStack consistency report\n')
     assert '**4 finding(s)**: 1 critical, 1 error, 1 warning, 1 info' in text
     counts = markdown_table_rows(text, '## Counts per class')
-    assert [cell.strip() for cell in counts[1]] == ['volume_stuck', audit.CLASS_TITLES['volume_stuck'], '0', '-']
+    assert [cell.strip() for cell in counts[1]] == ['volume_stuck', auditing.CLASS_TITLES['volume_stuck'], '0', '-']
     assert [cell.strip() for cell in counts[2]][2:] == ['2', 'critical']
     hosts = markdown_table_rows(text, '## Counts per host')
     assert [row[0].strip() for row in hosts] == ['controller1', 'controller10@lvm', 'controller1@lvm', '(no host)']
@@ -121,7 +121,7 @@ def test_markdown_has_counts_per_class_and_host_and_a_table_per_class():
 
 
 def test_markdown_cells_cannot_break_out_of_their_table():
-    text = report.render_markdown(hostile_result(), audit.CLASS_TITLES)
+    text = report.render_markdown(hostile_result(), auditing.CLASS_TITLES)
     assert '<script>' not in text and '&lt;script&gt;' in text
     assert '\\|' in text and '\\`rm -rf\\`' in text
     rows = markdown_table_rows(text, '## volume_stuck (1)')
@@ -133,7 +133,7 @@ def test_markdown_cells_cannot_break_out_of_their_table():
 
 
 def test_html_is_self_contained_and_escapes_every_value():
-    page = report.render_html(hostile_result(), audit.CLASS_TITLES)
+    page = report.render_html(hostile_result(), auditing.CLASS_TITLES)
     assert page.startswith('<!DOCTYPE html>') and page.rstrip().endswith('</html>')
     parsed = parse(page)
     assert 'script' not in parsed.tags
@@ -148,7 +148,7 @@ def test_html_is_self_contained_and_escapes_every_value():
 
 def test_html_has_a_table_per_class_and_counts_per_host():
     result = sample_result()
-    page = report.render_html(result, audit.CLASS_TITLES)
+    page = report.render_html(result, auditing.CLASS_TITLES)
     parsed = parse(page)
     # counts per class, counts per host, skipped, then one per class that has findings
     assert parsed.tables == 3 + 3
@@ -163,10 +163,10 @@ def test_html_has_a_table_per_class_and_counts_per_host():
 
 def test_an_empty_result_says_nothing_was_found():
     empty = dict(sample_result(), findings=[], summary={}, skipped_classes=[],
-                 counts=dict.fromkeys(audit.CLASS_NAMES, 0), classes_run=list(audit.CLASS_NAMES))
-    text = report.render_markdown(empty, audit.CLASS_TITLES)
+                 counts=dict.fromkeys(auditing.CLASS_NAMES, 0), classes_run=list(auditing.CLASS_NAMES))
+    text = report.render_markdown(empty, auditing.CLASS_TITLES)
     assert '**0 finding(s)**: the audited classes found nothing.' in text
-    assert text.count('Nothing found.') == len(audit.CLASS_NAMES)
+    assert text.count('Nothing found.') == len(auditing.CLASS_NAMES)
     page = report.render_html(empty)
     assert 'No findings: the audited classes found nothing.' in page
     assert page.count('<table>') == 1

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
 
 
 class ListSession(db.Session):

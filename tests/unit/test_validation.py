@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import canonical_uuid, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import canonical_uuid, uuid_list
 
 
 def test_uuids_are_canonicalised():

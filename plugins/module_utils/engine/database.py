@@ -34,11 +34,11 @@ except ImportError as import_error:  # reported through missing_required_lib
     HAS_PYMYSQL = False
     PYMYSQL_IMPORT_ERROR = import_error
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import (
     DatabaseError,
     InputError,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.oslo_config import OsloConfig
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.oslo_config import OsloConfig
 
 # Which config-file section holds each service database's connection URL.
 DEFAULT_SECTIONS = {

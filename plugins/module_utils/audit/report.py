@@ -19,8 +19,8 @@ import json
 import os
 import tempfile
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 
 TITLE = 'OpenStack consistency report'
 NO_HOST = '(no host)'

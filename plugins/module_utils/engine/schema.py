@@ -13,7 +13,7 @@ that introduced it, instead of a SQL error halfway through.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import SchemaError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import SchemaError
 
 # Columns that appeared within the releases operators still run, with the
 # OpenStack release whose migrations added them.

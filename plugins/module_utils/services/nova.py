@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 
 
 def instance_rows(cells, columns, uuids=(), host=None, optional=(), has_column=None):

@@ -33,7 +33,7 @@ import json
 import os
 import tempfile
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError, StackmenderError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError, StackmenderError
 
 STATE_VERSION = 1
 DEFAULT_AUTHORITIES = ('instances', 'volumes')

@@ -21,10 +21,10 @@ plans, results and journals use for its database: ``nova:<name>``, or
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
-from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders
 
 CELL0_UUID = '00000000-0000-0000-0000-000000000000'
 NOVA_DB = 'nova_db'

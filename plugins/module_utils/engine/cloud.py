@@ -17,8 +17,9 @@ __metaclass__ = type
 import functools
 import importlib.util
 import os
+import time
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import ApiError, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
 
 # Importing openstacksdk takes about half a second, more than many a database run: it is
 # imported when the API is first used, not when every module starts.
@@ -180,6 +181,29 @@ class ApiCall(object):
             if _is_transport_error(error):  # a timeout or a lost connection: the request's URL names the server
                 raise ApiError('%s %s on %s failed: %s' % (self.service, self.call, self.resource, _first_line(error)))
             raise
+
+
+# Seconds between two read-backs while waiting for the cloud.
+POLL_SECONDS = 2
+
+
+def wait_until(pending, timeout, what, interval=POLL_SECONDS, clock=time.monotonic, sleep=time.sleep):
+    """Poll ``pending()`` until it returns nothing, for at most ``timeout`` seconds: the one wait of every module.
+
+    ``pending()`` returns {name: state shown} of what is not finished yet. At the timeout the
+    ApiError names every pending resource with its last state; the cloud keeps working on the
+    requests it accepted, so a re-run plans again from what is done by then.
+    """
+    deadline = clock() + timeout
+    while True:
+        left = pending()
+        if not left:
+            return
+        if clock() >= deadline:
+            raise ApiError('%d %s within timeout (%s s): %s. The cloud keeps working on the requests it accepted; '
+                           're-run to check again' % (len(left), what, timeout, ', '.join(sorted(left))),
+                           pending=[dict(name=name, state=state) for name, state in sorted(left.items())])
+        sleep(interval)
 
 
 DONE = 'done'

@@ -22,20 +22,19 @@ import threading
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
-from ansible_collections.stackmender.openstack.plugins.module_utils import cloud as api
-from ansible_collections.stackmender.openstack.plugins.module_utils import cells as nova_cells
-from ansible_collections.stackmender.openstack.plugins.module_utils import partial
-from ansible_collections.stackmender.openstack.plugins.module_utils import plan as planning
-from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
-from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import ApiCall
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cells as nova_cells
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import partial
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import plan as planning
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import (
     DatabaseError,
     GuardRefusal,
     InputError,
     StackmenderError,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import (
     API_METHOD,
     CALLS_FAILED,
     COMMITTED,
@@ -46,12 +45,39 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.journal impo
     load_journal,
     mark_journal,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.schema import Schema
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import Plan, describe_calls
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.schema import Schema
 
 # The options that reach Nova's cell databases (see RemediationModule.nova_cells): either one is enough.
 NOVA_CELL_OPTIONS = nova_cells.NOVA_CELL_OPTIONS
 NOVA_CELL_REQUIREMENT = nova_cells.NOVA_CELL_REQUIREMENT
 DATABASE_OPTIONS = ('cinder_db', 'nova_db', 'nova_api_db', 'placement_db')
+
+
+class Methods(object):
+    """The paths a module has for a change, declared by the module; the base chooses among them.
+
+    ``api`` is why ``method: auto`` takes the API when a cloud is configured, or None when no API
+    can express the change. ``db`` says whether the database path exists. ``because`` says why
+    there is only one path (shown in refusals and as the result's method_reason).
+    """
+
+    def __init__(self, api=None, db=True, because=None):
+        self.api = api
+        self.db = db
+        self.because = because
+
+
+def api_or_db(reason='the API can express this change and a cloud is configured'):
+    return Methods(api=reason)
+
+
+def db_only(because):
+    return Methods(because=because)
+
+
+def api_only(because):
+    return Methods(api=because, db=False, because=because)
 
 
 class ApiUnsuitable(Exception):
@@ -94,144 +120,23 @@ def common_argument_spec():
     )
 
 
+def wait_argument_spec():
+    """The options of a module that waits for the cloud after its API calls, named as openstack.cloud names them."""
+    return dict(
+        wait=dict(type='bool', default=True),
+        timeout=dict(type='int', default=180),
+    )
+
+
 def validate_connection_options(params):
     """Checks of the connection options every module shares; InputError before anything connects."""
     lock_timeout = params.get('lock_timeout')
     if lock_timeout is not None and lock_timeout <= 0:
         raise InputError('lock_timeout must be a positive number of seconds, got %s' % lock_timeout)
-    api_timeout = params.get('api_timeout')
-    if api_timeout is not None and api_timeout <= 0:
-        raise InputError('api_timeout must be a positive number of seconds, got %s' % api_timeout)
-
-
-class Guard(object):
-    """One invariant that does not hold, with the rows that show it."""
-
-    def __init__(self, name, message, evidence=None):
-        self.name = name
-        self.message = message
-        # Shown on every refusal and copied into forced_guards: secret columns show their stand-in.
-        self.evidence = [redaction.redact(planning.normalize_row(row)) if isinstance(row, dict) else row
-                         for row in (evidence or [])]
-
-    def to_result(self):
-        return dict(guard=self.name, message=self.message, evidence=self.evidence)
-
-
-class BlindSpot(object):
-    """A guard that could not look: its evidence source was not given."""
-
-    def __init__(self, name, missing_option, message):
-        self.name = name
-        self.missing_option = missing_option
-        self.message = message
-
-    def to_result(self):
-        return dict(guard=self.name, missing_option=self.missing_option, message=self.message)
-
-
-class Plan(object):
-    """What a run will do: row changes (db) or calls (api), plus what it owes."""
-
-    def __init__(self, locked=False):
-        # Made under lock (RemediationModule.planning_under_lock): every change is marked so.
-        self.locked = locked
-        self.changes = []
-        self.calls = []
-        self.guards = []
-        # Guards that force never lifts (refuse(..., never=True)).
-        self.never_guards = []
-        # Guards that could not look (see blind); the run refuses unless accept_unverified.
-        self.blind_spots = []
-        self.warnings = []
-        self.notes = []
-        # The journal of an earlier, partly committed run of the same task that this plan finishes.
-        self.resumes = None
-        self._groups = None
-
-    def change(self, *args, **kwargs):
-        kwargs.setdefault('locked', self.locked)
-        self.changes.append(planning.RowChange(*args, **kwargs))
-
-    def updates(self, *args, **kwargs):
-        """Many rows given the same values: see plan.uniform_updates."""
-        kwargs.setdefault('locked', self.locked)
-        self.changes.extend(planning.uniform_updates(*args, **kwargs))
-
-    def statement_groups(self):
-        """The changes as statement groups, formed once for the result and the executor alike."""
-        if self._groups is None or self._groups[0] != len(self.changes):
-            self._groups = (len(self.changes), planning.group_changes(self.changes))
-        return self._groups[1]
-
-    def call(self, *args, **kwargs):
-        self.calls.append(ApiCall(*args, **kwargs))
-
-    def refuse(self, name, message, evidence=None, never=False):
-        """A guard that found a problem: the run refuses, with ``evidence``.
-
-        The one way a module refuses. ``force`` (with a force_reason) lifts an ordinary refusal;
-        ``never=True`` is for what force must never lift (a deleted instance, cell0, a target in
-        another cell): the run then refuses at the latest when planning ends, or at once where the
-        module calls :meth:`stop_if_never_overridden` because planning cannot go on.
-        """
-        (self.never_guards if never else self.guards).append(Guard(name, message, evidence))
-
-    def stop_unless_forced(self, force):
-        """Refuse now if an ordinary guard holds and ``force`` is not set; nothing has been written yet."""
-        if not self.guards or force:
-            return
-        details = dict(guards=[guard.to_result() for guard in self.guards])
-        if self.blind_spots:
-            details['unverified_guards'] = [spot.to_result() for spot in self.blind_spots]
-        raise GuardRefusal('refused: %s. Nothing was changed; fix the cause, or set force with a force_reason '
-                           'if you have verified it is safe' % '; '.join(guard.message for guard in self.guards),
-                           **details)
-
-    def stop_if_never_overridden(self):
-        """Refuse now if any guard that force never lifts holds; nothing has been written yet.
-
-        The result shows them first, then the ordinary guards, so the operator sees everything
-        that stands in the way at once.
-        """
-        if not self.never_guards:
-            return
-        guards = [guard.to_result() for guard in self.never_guards] + [guard.to_result() for guard in self.guards]
-        raise GuardRefusal('refused: %s. This is never overridden, even with force. Nothing was changed'
-                           % '; '.join(guard.message for guard in self.never_guards), guards=guards)
-
-    def blind(self, guard_name, missing_option, message):
-        """Guard ``guard_name`` cannot check its invariant because ``missing_option`` was not given.
-
-        The run refuses, naming the option, unless the operator accepts the blind spot with
-        accept_unverified and an unverified_reason (recorded in the result and the journal).
-        One entry per guard and option: a later call's message, which can name more rows, replaces the earlier.
-        """
-        for spot in self.blind_spots:
-            if (spot.name, spot.missing_option) == (guard_name, missing_option):
-                spot.message = message
-                return
-        self.blind_spots.append(BlindSpot(guard_name, missing_option, message))
-
-    def warn(self, message):
-        if message not in self.warnings:
-            self.warnings.append(message)
-
-    def note(self, message):
-        self.notes.append(message)
-
-
-def describe_calls(calls):
-    """``before``/``after`` of an API plan, per service and resource."""
-    before, after = {}, {}
-    for call in calls:
-        if call.resource and (call.before or call.after):
-            # The first call's view of a field is the state before the run; the last call's is the result.
-            first = before.setdefault(call.service, {}).setdefault(call.resource, {})
-            for field, value in call.before.items():
-                first.setdefault(field, value)
-            after.setdefault(call.service, {}).setdefault(call.resource, {}).update(call.after)
-    return before, after
+    for option in ('api_timeout', 'timeout'):
+        value = params.get(option)
+        if value is not None and value <= 0:
+            raise InputError('%s must be a positive number of seconds, got %s' % (option, value))
 
 
 class RemediationModule(object):
@@ -245,8 +150,10 @@ class RemediationModule(object):
     # True for modules whose db path works on Nova's cells: nova_db or nova_api_db, either one, is
     # then what the db path needs (instead of required_databases).
     uses_nova_cells = False
-    # Why method=auto takes the API path when a cloud is configured (the result's method_reason).
-    api_reason = 'the API can express this change and a cloud is configured'
+    # The paths the module has (see Methods); a module whose paths depend on its options overrides methods().
+    method_policy = Methods(because='the API cannot express this change')
+    # True for modules that wait, after their API calls, for the cloud to finish (options wait and timeout).
+    waits = False
     # True for modules that, when applying, read every row they change with query(..., lock=True) on
     # the session that writes it, into a Plan(locked=self.planning_under_lock): the rows are then
     # planned under the locks the write keeps until commit, and need no re-check. Check mode never locks.
@@ -340,10 +247,6 @@ class RemediationModule(object):
 
     # ---------------------------------------------------------------- method
 
-    def api_available(self):
-        """Whether this module has an API path for the requested change at all."""
-        return False
-
     def _has_databases(self):
         if self.uses_nova_cells:
             return any(option in self.targets for option in NOVA_CELL_OPTIONS)
@@ -359,26 +262,43 @@ class RemediationModule(object):
         if not api.HAS_OPENSTACKSDK:
             self.module.fail_json(msg=missing_required_lib('openstacksdk'), exception=str(api.OPENSTACKSDK_IMPORT_ERROR))
 
+    def methods(self):
+        """The paths this module has for the change asked (a :class:`Methods`); the base chooses among them."""
+        return self.method_policy
+
     def choose_method(self):
-        """The first choice of path; ``auto`` may still fall back after planning."""
+        """The first choice of path, from the module's declared :class:`Methods`; ``auto`` may still fall back."""
         requested = self.params['method']
+        policy = self.methods()
         needs = self.database_requirement()
+        because = ': %s' % policy.because if policy.because else ''
+        if requested == 'api':
+            if policy.api is None:
+                raise InputError('method=api cannot express this change with %s%s; use method=db'
+                                 % (self.module_name, because))
+            self.require_openstacksdk()
+            return 'api', 'requested'
         if requested == 'db':
+            if not policy.db:
+                raise InputError('method=db cannot express this change with %s%s; use method=api'
+                                 % (self.module_name, because))
             if not self._has_databases():
                 raise InputError('method=db needs %s' % needs)
             return 'db', 'requested'
-        if requested == 'api':
-            if not self.api_available():
-                raise InputError('method=api cannot express this change with %s; use method=db' % self.module_name)
+        if not policy.db:
             self.require_openstacksdk()
-            return 'api', 'requested'
-        if self.api_available() and api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
-            return 'api', self.api_reason
+            if not api.cloud_configured(self.params.get('cloud')):
+                raise InputError('%s needs the API%s; configure a cloud' % (self.module_name, because))
+            return 'api', policy.because
+        if policy.api is not None and api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
+            return 'api', policy.api
         if self._has_databases():
-            if not self.api_available():
-                return 'db', 'the API cannot express this change; %s given' % needs
+            if policy.api is None:
+                return 'db', '%s; %s given' % (policy.because or 'the API cannot express this change', needs)
             given = [option for option in NOVA_CELL_OPTIONS if option in self.targets][0] if self.uses_nova_cells else needs
             return 'db', 'no cloud is configured; %s given' % given
+        if policy.api is None:
+            raise InputError('%s works on the database%s: give %s' % (self.module_name, because, needs))
         choices = ' or '.join(NOVA_CELL_OPTIONS) if self.uses_nova_cells else needs
         raise InputError('nothing to work with: configure a cloud (method=api) or give %s (method=db)' % choices)
 
@@ -613,7 +533,7 @@ class RemediationModule(object):
             if method == 'api':
                 result['calls'], result['journal'] = self._run_calls(plan)
                 try:
-                    self.verify_api(plan)
+                    self._wait_for_cloud(plan)
                 except StackmenderError as error:
                     # Every call was done; what did not take shows in the message.
                     error.details.setdefault('calls', result['calls'])
@@ -652,8 +572,27 @@ class RemediationModule(object):
             plan.warn('guard not checked, accepted with accept_unverified (%s): %s'
                       % (self.params.get('unverified_reason'), spot.message))
 
-    def verify_api(self, plan):
-        """Read back what the API calls changed; raise ApiError if it did not take."""
+    def api_pending(self, plan):
+        """After the calls: what the cloud has not finished yet, as {name: state shown}; empty when all is done.
+
+        A module that waits (``waits = True``) reads the resources back here; a state that can no
+        longer become the planned one (``error_deleting``) raises ApiError at once.
+        """
+        return {}
+
+    # What api_pending's entries are, and what they have not done yet (the wait's timeout message).
+    pending_what = 'resource(s) not finished'
+
+    def _wait_for_cloud(self, plan):
+        if hasattr(self, 'verify_api'):  # transitional: modules move to api_pending
+            self.verify_api(plan)
+            return
+        if not self.waits:
+            return
+        if not self.params['wait']:
+            plan.note('wait=false: the calls were accepted; nothing was read back to check that they took effect')
+            return
+        api.wait_until(lambda: self.api_pending(plan), self.params['timeout'], self.pending_what)
 
     def add_results(self, result):
         """Add the module's own keys to a successful result (check mode, applied, or nothing to do)."""
@@ -670,6 +609,7 @@ class RemediationModule(object):
             # The module's own keys describe what its planning found; finishing a run did not plan.
             result['finishes_journal'] = plan.resumes
         else:
+            result.update(plan.results)
             self.add_results(result)
         if self._cells:
             result['nova_cells'] = self._cells.describe()

@@ -25,17 +25,17 @@ __metaclass__ = type
 import time
 import datetime
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
-from ansible_collections.stackmender.openstack.plugins.module_utils import database as db
-from ansible_collections.stackmender.openstack.plugins.module_utils import instance_records
-from ansible_collections.stackmender.openstack.plugins.module_utils import network_info
-from ansible_collections.stackmender.openstack.plugins.module_utils import nova
-from ansible_collections.stackmender.openstack.plugins.module_utils import cells as nova_cells
-from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import DatabaseError, InputError, SchemaError
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import normalize, normalize_row, quote_identifier
-from ansible_collections.stackmender.openstack.plugins.module_utils.schema import Schema
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import instance_records
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import network_info
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import nova
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cells as nova_cells
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import DatabaseError, InputError, SchemaError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import normalize, normalize_row, quote_identifier
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.schema import Schema
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import placeholders
 
 CINDER = 'cinder_db'
 NOVA_DB = 'nova_db'

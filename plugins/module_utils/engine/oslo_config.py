@@ -36,7 +36,7 @@ import glob
 import os
 import re
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 
 DEFAULT_GROUP = 'DEFAULT'
 

@@ -5,15 +5,15 @@
 """The plan of the cinder_multibackend_migration role, on plain data (its filters call these).
 
 The service rules (host matching, the pool rule, the statuses that block a move and the reset
-that unblocks them) are Cinder's and cinder_service_rehost's: they come from module_utils/cinder.py,
+that unblocks them) are Cinder's and cinder_service_rehost's: they come from module_utils/services/cinder.py,
 so the role plans exactly what the module will accept.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import cinder
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 
 # The guard of cinder_service_rehost that step 1 (the resets) removes.
 TRANSITIONAL_GUARD = 'volume_transitional'

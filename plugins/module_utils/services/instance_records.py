@@ -31,7 +31,7 @@ The knowledge here follows Nova's own code of the supported releases:
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import quote_identifier
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import quote_identifier
 
 # (table, column naming the instance), in the order instance_destroy soft-deletes them.
 CHILD_TABLES = (

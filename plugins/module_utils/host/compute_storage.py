@@ -17,8 +17,8 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.oslo_config import OsloConfig
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.oslo_config import OsloConfig
 
 DEFAULT_STATE_PATH = '/var/lib/nova'
 

@@ -16,8 +16,8 @@ report client, which sends the generations it last saw, sees the change.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import DELETE, INSERT
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import DELETE, INSERT
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders
 
 ALLOCATION_COLUMNS = ('id', 'resource_provider_id', 'consumer_id', 'resource_class_id', 'used', 'updated_at')
 CONSUMER_COLUMNS = ('id', 'uuid', 'generation', 'updated_at')

@@ -14,10 +14,10 @@ row of a volume is hard-deleted, never the ``SENTINEL`` row.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import quote_identifier, scope_condition
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, host_name, placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import quote_identifier, scope_condition
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, host_name, placeholders
 
 # Every volume status Cinder's reset-status accepts, plus 'deleted' (ours).
 VOLUME_STATUSES = (

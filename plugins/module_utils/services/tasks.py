@@ -34,9 +34,9 @@ __metaclass__ = type
 import json
 import re
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.placement import AllocationMove
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import canonical_uuid
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.services.placement import AllocationMove
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import canonical_uuid
 
 RESET = 'reset'
 ABORT = 'abort'

@@ -25,15 +25,15 @@ import glob
 import json
 import os
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import GuardRefusal
-from ansible_collections.stackmender.openstack.plugins.module_utils.journal import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import GuardRefusal
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import (
     COMMITTED,
     INCOMPLETE,
     PENDING,
     ROLLED_BACK,
     load_journal,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.plan import (
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import (
     DELETE,
     INSERT,
     normalize,
@@ -41,7 +41,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.plan import 
     quote_identifier,
     sql_value,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders
 
 UNKNOWN = 'unknown'
 # Keys per SELECT when reading the journaled rows back.

@@ -39,7 +39,7 @@ __metaclass__ = type
 import hashlib
 import re
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.cloud import secret_values
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.cloud import secret_values
 
 # Columns that hold a secret in whichever table they appear (their names are unique to such tables).
 SECRET_COLUMNS = frozenset((

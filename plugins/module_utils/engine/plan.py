@@ -27,9 +27,10 @@ import decimal
 import hashlib
 import re
 
-from ansible_collections.stackmender.openstack.plugins.module_utils import redaction
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import PlanConflict
-from ansible_collections.stackmender.openstack.plugins.module_utils.validation import chunks, placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.cloud import ApiCall
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import GuardRefusal, PlanConflict
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders
 
 UPDATE = 'update'
 DELETE = 'delete'
@@ -381,9 +382,30 @@ def _row_key(row, key_column):
     return normalize(row[key_column])
 
 
-def group_changes(changes):
-    groups = []
+def same_shapes_together(changes):
+    """The changes reordered so that rows of one statement shape are adjacent.
+
+    Modules plan one resource at a time (a volume's row, its attachments, its
+    metadata), which interleaves the shapes; a statement covers one run of
+    equal shapes, so 200 volumes would cost some 800 statements.
+    Every change names a distinct row, so the order inside one transaction is
+    free: tables keep the order they first appear in, and within a table the
+    shapes do too, and the rows within a shape keep their planned order.
+    """
+    rows = set((change.database, change.table, repr(change.key_value)) for change in changes)
+    if len(rows) != len(changes):
+        return changes  # a row changed twice: its order matters, keep the plan as made
+    tables, shapes = {}, {}
     for change in changes:
+        tables.setdefault((change.database, change.table), len(tables))
+        shapes.setdefault(change.signature(), len(shapes))
+    return sorted(changes, key=lambda change: (tables[(change.database, change.table)], shapes[change.signature()]))
+
+
+def group_changes(changes):
+    """The changes as statements: one per run of equal shapes, after bringing equal shapes together."""
+    groups = []
+    for change in same_shapes_together(changes):
         if groups and groups[-1].changes[0].signature() == change.signature():
             groups[-1].changes.append(change)
         else:
@@ -567,3 +589,135 @@ def describe_changes(changes, limit=None):
         after.setdefault(change.database, {})[label] = (redaction.redact_row(change.after, change.table)
                                                         if change.action != DELETE else None)
     return before, after, len(changes) - len(shown)
+
+
+class Guard(object):
+    """One invariant that does not hold, with the rows that show it."""
+
+    def __init__(self, name, message, evidence=None):
+        self.name = name
+        self.message = message
+        # Shown on every refusal and copied into forced_guards: secret columns show their stand-in.
+        self.evidence = [redaction.redact(normalize_row(row)) if isinstance(row, dict) else row
+                         for row in (evidence or [])]
+
+    def to_result(self):
+        return dict(guard=self.name, message=self.message, evidence=self.evidence)
+
+
+class BlindSpot(object):
+    """A guard that could not look: its evidence source was not given."""
+
+    def __init__(self, name, missing_option, message):
+        self.name = name
+        self.missing_option = missing_option
+        self.message = message
+
+    def to_result(self):
+        return dict(guard=self.name, missing_option=self.missing_option, message=self.message)
+
+
+class Plan(object):
+    """What a run will do: row changes (db) or calls (api), plus what it owes."""
+
+    def __init__(self, locked=False):
+        # Made under lock (RemediationModule.planning_under_lock): every change is marked so.
+        self.locked = locked
+        self.changes = []
+        self.calls = []
+        self.guards = []
+        # Guards that force never lifts (refuse(..., never=True)).
+        self.never_guards = []
+        # Guards that could not look (see blind); the run refuses unless accept_unverified.
+        self.blind_spots = []
+        self.warnings = []
+        self.notes = []
+        # The journal of an earlier, partly committed run of the same task that this plan finishes.
+        self.resumes = None
+        # The module's own result keys (per-resource reports such as ``instances``), computed with the plan.
+        self.results = {}
+        self._groups = None
+
+    def change(self, *args, **kwargs):
+        kwargs.setdefault('locked', self.locked)
+        self.changes.append(RowChange(*args, **kwargs))
+
+    def updates(self, *args, **kwargs):
+        """Many rows given the same values: see uniform_updates."""
+        kwargs.setdefault('locked', self.locked)
+        self.changes.extend(uniform_updates(*args, **kwargs))
+
+    def statement_groups(self):
+        """The changes as statement groups, formed once for the result and the executor alike."""
+        if self._groups is None or self._groups[0] != len(self.changes):
+            self._groups = (len(self.changes), group_changes(self.changes))
+        return self._groups[1]
+
+    def call(self, *args, **kwargs):
+        self.calls.append(ApiCall(*args, **kwargs))
+
+    def refuse(self, name, message, evidence=None, never=False):
+        """A guard that found a problem: the run refuses, with ``evidence``.
+
+        The one way a module refuses. ``force`` (with a force_reason) lifts an ordinary refusal;
+        ``never=True`` is for what force must never lift (a deleted instance, cell0, a target in
+        another cell): the run then refuses at the latest when planning ends, or at once where the
+        module calls :meth:`stop_if_never_overridden` because planning cannot go on.
+        """
+        (self.never_guards if never else self.guards).append(Guard(name, message, evidence))
+
+    def stop_unless_forced(self, force):
+        """Refuse now if an ordinary guard holds and ``force`` is not set; nothing has been written yet."""
+        if not self.guards or force:
+            return
+        details = dict(guards=[guard.to_result() for guard in self.guards])
+        if self.blind_spots:
+            details['unverified_guards'] = [spot.to_result() for spot in self.blind_spots]
+        raise GuardRefusal('refused: %s. Nothing was changed; fix the cause, or set force with a force_reason '
+                           'if you have verified it is safe' % '; '.join(guard.message for guard in self.guards),
+                           **details)
+
+    def stop_if_never_overridden(self):
+        """Refuse now if any guard that force never lifts holds; nothing has been written yet.
+
+        The result shows them first, then the ordinary guards, so the operator sees everything
+        that stands in the way at once.
+        """
+        if not self.never_guards:
+            return
+        guards = [guard.to_result() for guard in self.never_guards] + [guard.to_result() for guard in self.guards]
+        raise GuardRefusal('refused: %s. This is never overridden, even with force. Nothing was changed'
+                           % '; '.join(guard.message for guard in self.never_guards), guards=guards)
+
+    def blind(self, guard_name, missing_option, message):
+        """Guard ``guard_name`` cannot check its invariant because ``missing_option`` was not given.
+
+        The run refuses, naming the option, unless the operator accepts the blind spot with
+        accept_unverified and an unverified_reason (recorded in the result and the journal).
+        One entry per guard and option: a later call's message, which can name more rows, replaces the earlier.
+        """
+        for spot in self.blind_spots:
+            if (spot.name, spot.missing_option) == (guard_name, missing_option):
+                spot.message = message
+                return
+        self.blind_spots.append(BlindSpot(guard_name, missing_option, message))
+
+    def warn(self, message):
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def note(self, message):
+        self.notes.append(message)
+
+
+def describe_calls(calls):
+    """``before``/``after`` of an API plan, per service and resource."""
+    before, after = {}, {}
+    for call in calls:
+        if call.resource and (call.before or call.after):
+            # The first call's view of a field is the state before the run; the last call's is the result.
+            first = before.setdefault(call.service, {}).setdefault(call.resource, {})
+            for field, value in call.before.items():
+                first.setdefault(field, value)
+            after.setdefault(call.service, {}).setdefault(call.resource, {}).update(call.after)
+    return before, after

@@ -36,7 +36,7 @@ import stat
 import tempfile
 import uuid
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 
 JOURNAL_FORMAT = 2
 READABLE_FORMATS = (1, 2)
