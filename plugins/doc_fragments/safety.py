@@ -55,4 +55,17 @@ options:
         before anything is written.
     type: path
     version_added: 0.1.0
+  expected_fingerprint:
+    description:
+      - The plan that was reviewed: the C(fingerprint) of a check run, its C(review) (fingerprint and items),
+        or the whole registered result of the check run.
+      - The run plans again from what the databases and the cloud hold now. When that plan's fingerprint is not
+        the expected one, the run is refused and nothing is changed. Given the review, the refusal lists the
+        items C(added) and C(removed) since; given only the fingerprint, it lists the new plan's items.
+      - The fingerprint covers every row change (its key, the values it holds and the values it will hold, secrets
+        by their stand-in) and every API call, in any order; the time stamps the run writes count as
+        C(<time of the run>), so the same plan made later has the same fingerprint.
+      - This is how an apply job runs exactly the change a person approved (see docs/safety-model.md).
+    type: raw
+    version_added: 0.1.0
 '''

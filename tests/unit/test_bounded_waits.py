@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import plan as planning
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import remediation
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import load_journal
@@ -166,9 +167,12 @@ class CallRun(remediation.RemediationModule):
         return dict(volume=self.params['volume'])
 
 
-class CallPlan(object):
-    def __init__(self, calls):
-        self.calls, self.guards, self.blind_spots = calls, [], []
+def CallPlan(calls):
+    """A plan of API calls, with the fingerprint the base gives it once planning ends."""
+    plan = planning.Plan()
+    plan.calls = calls
+    plan.fingerprint = planning.fingerprint(plan.review_items())
+    return plan
 
 
 def test_an_api_run_journals_every_call_with_its_outcome(tmp_path):
@@ -179,6 +183,7 @@ def test_an_api_run_journals_every_call_with_its_outcome(tmp_path):
     assert document['method'] == 'api' and document['status'] == 'committed' and document['entries'] == []
     assert document['calls'] == outcomes and [call['outcome'] for call in outcomes] == ['done', 'done']
     assert document['arguments'] == {'volume': ['v1']} and document['databases'] == {}
+    assert document['fingerprint'].startswith('sha256:')
 
 
 def test_an_api_run_that_fails_midway_leaves_a_journal_naming_what_was_done(tmp_path):

@@ -41,5 +41,9 @@ class PlanConflict(StackmenderError):
     """Rows changed between planning and applying; nothing was written."""
 
 
+class PlanDrift(StackmenderError):
+    """The plan made now is not the plan that was reviewed (its fingerprint differs); nothing was written."""
+
+
 class ApiError(StackmenderError):
     """An OpenStack API call failed; details carry the response body."""

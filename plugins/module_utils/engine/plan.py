@@ -25,6 +25,7 @@ import base64
 import datetime
 import decimal
 import hashlib
+import json
 import re
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
@@ -57,9 +58,17 @@ def quote_identifier(name):
     return '`%s`' % name
 
 
+# The timestamps this run's plans write (one module process is one run): a plan's fingerprint shows
+# them as the time of the run, so the same change planned a minute later has the same fingerprint.
+_RUN_STAMPS = set()
+RUN_TIME = '<time of the run>'
+
+
 def now():
     """The timestamp a plan writes: UTC, whole seconds, as the services store it."""
-    return datetime.datetime.utcnow().replace(microsecond=0)
+    stamp = datetime.datetime.utcnow().replace(microsecond=0)
+    _RUN_STAMPS.add(stamp.isoformat(' '))
+    return stamp
 
 
 # Column values that are already JSON-safe and comparable: most of them, so they skip the checks below.
@@ -636,6 +645,8 @@ class Plan(object):
         self.resumes = None
         # The module's own result keys (per-resource reports such as ``instances``), computed with the plan.
         self.results = {}
+        # The fingerprint of the plan's review items (set by the base once planning ends).
+        self.fingerprint = None
         self._groups = None
 
     def change(self, *args, **kwargs):
@@ -702,6 +713,10 @@ class Plan(object):
                 return
         self.blind_spots.append(BlindSpot(guard_name, missing_option, message))
 
+    def review_items(self):
+        """The plan as lines a reviewer reads: one per row change or API call (see fingerprint)."""
+        return sorted([review_item(change) for change in self.changes] + [review_call(call) for call in self.calls])
+
     def warn(self, message):
         if message not in self.warnings:
             self.warnings.append(message)
@@ -721,3 +736,44 @@ def describe_calls(calls):
                 first.setdefault(field, value)
             after.setdefault(call.service, {}).setdefault(call.resource, {}).update(call.after)
     return before, after
+
+
+# ------------------------------------------------------------ fingerprint
+
+def _shown(value):
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _after_shown(after):
+    return dict((column, RUN_TIME if isinstance(value, str) and value in _RUN_STAMPS else value)
+                for column, value in after.items())
+
+
+def review_item(change):
+    """One line a reviewer reads for one row change: what it holds now and what it will hold (secrets redacted)."""
+    where = '%s %s %s' % (change.action, change.database, change.label())
+    before = redaction.redact(change.before, change.table)
+    after = redaction.redact(_after_shown(change.after), change.table)
+    if change.action == UPDATE:
+        parts = ['%s: %s -> %s' % (column, _shown(before.get(column)), _shown(after[column])) for column in sorted(after)]
+        expect = redaction.redact(change.expect, change.table)
+        if expect:
+            parts.append('expects %s' % _shown(expect))
+        return '%s: %s' % (where, '; '.join(parts))
+    return '%s: %s' % (where, _shown(before if change.action == DELETE else after))
+
+
+def review_call(call):
+    """One line a reviewer reads for one API call."""
+    line = 'call %s %s %s' % (call.service, call.call, _shown(redaction.redact(call.arguments)))
+    if call.resource:
+        line += ' on %s' % call.resource
+    if call.before or call.after:
+        line += ': %s -> %s' % (_shown(redaction.redact(call.before)), _shown(redaction.redact(call.after)))
+    return line
+
+
+def fingerprint(items):
+    """The fingerprint of a plan's review items: equal plans, equal fingerprints, whatever their order."""
+    digest = hashlib.sha256('\n'.join(sorted(items)).encode('utf-8', 'surrogateescape')).hexdigest()
+    return 'sha256:%s' % digest

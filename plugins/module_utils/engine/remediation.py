@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import sys
 import threading
 
@@ -32,6 +33,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine.error
     DatabaseError,
     GuardRefusal,
     InputError,
+    PlanDrift,
     StackmenderError,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.journal import (
@@ -117,6 +119,7 @@ def common_argument_spec():
         accept_unverified=dict(type='bool', default=False),
         unverified_reason=dict(type='str'),
         journal_dir=dict(type='path'),
+        expected_fingerprint=dict(type='raw'),
     )
 
 
@@ -126,6 +129,33 @@ def wait_argument_spec():
         wait=dict(type='bool', default=True),
         timeout=dict(type='int', default=180),
     )
+
+
+FINGERPRINT = re.compile(r'^sha256:[0-9a-f]{64}$')
+
+
+def expected_fingerprint(value):
+    """(fingerprint, reviewed items or None) from the option expected_fingerprint; (None, None) when not given.
+
+    The option takes a fingerprint, a check run's ``review`` (fingerprint and items), or the whole
+    result of a check run (which holds its review).
+    """
+    if value is None or value == '':
+        return None, None
+    if isinstance(value, dict) and 'review' in value:
+        value = value['review']
+    items = None
+    if isinstance(value, dict):
+        items = value.get('items')
+        if items is not None and (not isinstance(items, list) or not all(isinstance(item, str) for item in items)):
+            raise InputError('expected_fingerprint: the review\'s items must be a list of strings')
+        if value.get('items_not_shown'):
+            items = None  # a partial list cannot show the difference: compare the fingerprints only
+        value = value.get('fingerprint')
+    if not isinstance(value, str) or not FINGERPRINT.match(value):
+        raise InputError('expected_fingerprint must be a fingerprint (sha256: and 64 hex digits) or the review of a '
+                         'check run, got %r' % (str(value)[:80],))
+    return value, items
 
 
 def validate_connection_options(params):
@@ -161,6 +191,8 @@ class RemediationModule(object):
 
     def __init__(self):
         spec = common_argument_spec()
+        if self.waits:
+            spec.update(wait_argument_spec())
         spec.update(self.argument_spec)
         kwargs = dict(supports_check_mode=True, required_if=[('force', True, ['force_reason']),
                                                              ('accept_unverified', True, ['unverified_reason'])])
@@ -318,7 +350,9 @@ class RemediationModule(object):
         return dict((option, target.identity()) for option, target in self.targets.items())
 
     def _journal_arguments(self):
-        hidden = ('cinder_db', 'nova_db', 'nova_api_db', 'placement_db', 'cloud')
+        # expected_fingerprint is an approval of one plan, not part of the task: a re-run that finishes
+        # a partial run is the same task whatever it was approved with.
+        hidden = ('cinder_db', 'nova_db', 'nova_api_db', 'placement_db', 'cloud', 'expected_fingerprint')
         return dict((key, value) for key, value in self.params.items() if key not in hidden)
 
     def _resume_or_plan_db(self):
@@ -371,6 +405,7 @@ class RemediationModule(object):
                           self._database_identities() if method != API_METHOD else {}, self.params['force'],
                           self.params.get('force_reason'), method=method)
         journal.prepare_directory()
+        journal.document['fingerprint'] = plan.fingerprint
         if self.params['force']:
             journal.document['forced_guards'] = [guard.to_result() for guard in plan.guards]
         if plan.blind_spots:
@@ -488,6 +523,7 @@ class RemediationModule(object):
                 self.module.fail_json(msg=missing_required_lib('PyMySQL'), exception=str(db.PYMYSQL_IMPORT_ERROR))
             self._parse_databases()
             validate_connection_options(self.params)
+            expected_fingerprint(self.params.get('expected_fingerprint'))
             self.validate()
             method, reason = self.choose_method()
             if method == 'api':
@@ -500,9 +536,16 @@ class RemediationModule(object):
                     plan = self._resume_or_plan_db()
             else:
                 plan = self._resume_or_plan_db()
+            review = plan.review_items()
+            plan.fingerprint = planning.fingerprint(review)
+            self._check_fingerprint(plan, review)
             plan.stop_if_never_overridden()
             result = dict(changed=False, method=method, method_reason=reason, plan=[], before={}, after={},
-                          journal=None, force=self.params['force'])
+                          journal=None, force=self.params['force'], fingerprint=plan.fingerprint)
+            if self.module.check_mode:
+                result['review'] = dict(fingerprint=plan.fingerprint, items=review[:planning.SHOWN_ROWS])
+                if len(review) > planning.SHOWN_ROWS:
+                    result['review']['items_not_shown'] = len(review) - planning.SHOWN_ROWS
             plan.stop_unless_forced(self.params['force'])
             if plan.guards:
                 result['forced_guards'] = [guard.to_result() for guard in plan.guards]
@@ -552,6 +595,24 @@ class RemediationModule(object):
             self._close()
             translated = api.translate(error, 'an OpenStack API call')
             self.module.fail_json(msg=translated.msg, **translated.details)
+
+    def _check_fingerprint(self, plan, review):
+        """Refuse, with nothing written, when the plan made now is not the plan that was reviewed."""
+        expected, reviewed = expected_fingerprint(self.params.get('expected_fingerprint'))
+        if expected is None or expected == plan.fingerprint:
+            return
+        details = dict(expected_fingerprint=expected, fingerprint=plan.fingerprint)
+        if reviewed is not None:
+            details['added'] = sorted(set(review) - set(reviewed))[:planning.SHOWN_ROWS]
+            details['removed'] = sorted(set(reviewed) - set(review))[:planning.SHOWN_ROWS]
+            difference = '%d item(s) added, %d removed (see added and removed)' % (
+                len(set(review) - set(reviewed)), len(set(reviewed) - set(review)))
+        else:
+            details['review'] = review[:planning.SHOWN_ROWS]
+            difference = 'pass the check run\'s review (not only its fingerprint) to see the difference; review holds the new plan'
+        raise PlanDrift('refused: the plan made now is not the plan that was reviewed (expected %s, now %s): %s. '
+                        'Nothing was changed; run the check again and review the new plan'
+                        % (expected, plan.fingerprint, difference), **details)
 
     def _check_blind_spots(self, plan, result):
         """Refuse when a guard could not look, unless the operator accepted it with a reason."""
