@@ -80,6 +80,68 @@ options:
         then fails the task with a message naming its URL, instead of holding it forever.
     type: int
     version_added: 0.1.0
+  auth:
+    description:
+      - Dictionary of authentication values, as in the openstack.cloud collection (C(auth_url), C(username),
+        C(password), C(project_name), the domains). It completes or overrides the cloud's C(auth) from
+        C(clouds.yaml); without O(cloud), it alone describes the cloud. Its secrets are masked like O(cloud)'s.
+    type: dict
+    version_added: 0.1.0
+  auth_type:
+    description:
+      - Name of the keystoneauth plugin, for example C(password), C(token) or C(v3applicationcredential).
+    type: str
+    version_added: 0.1.0
+  region_name:
+    description:
+      - Name of the region.
+    type: str
+    version_added: 0.1.0
+  interface:
+    description:
+      - Endpoint URL type to fetch from the service catalog. When omitted, the cloud's own setting applies
+        (C(public) unless C(clouds.yaml) says otherwise).
+    type: str
+    choices: [admin, internal, public]
+    aliases: [endpoint_type]
+    version_added: 0.1.0
+  validate_certs:
+    description:
+      - Whether to verify the TLS certificates of the API endpoints. When omitted, the cloud's own setting
+        applies (verify).
+    type: bool
+    aliases: [verify]
+    version_added: 0.1.0
+  ca_cert:
+    description:
+      - A path to a CA certificate bundle that verifies the API endpoints' certificates.
+    type: str
+    aliases: [cacert]
+    version_added: 0.1.0
+  client_cert:
+    description:
+      - A path to a client certificate for the API endpoints (with O(client_key) when it is separate).
+    type: str
+    aliases: [cert]
+    version_added: 0.1.0
+  client_key:
+    description:
+      - A path to the client key of O(client_cert).
+    type: str
+    aliases: [key]
+    version_added: 0.1.0
+  sdk_log_path:
+    description:
+      - Path of a file that openstacksdk writes its log to (requests and responses at V(DEBUG)).
+    type: str
+    version_added: 0.1.0
+  sdk_log_level:
+    description:
+      - Level of the openstacksdk log in O(sdk_log_path).
+    type: str
+    default: INFO
+    choices: [INFO, DEBUG]
+    version_added: 0.1.0
   method:
     description:
       - How to make the change. V(api) uses the OpenStack APIs. V(db) changes the service

@@ -473,7 +473,7 @@ def test_stopped_server_fails_with_a_clear_error_naming_it(private_server, schem
     for module, args, check in runs:
         result = ansible(module, dict(args, journal_dir=journal_dir), check=check)
         assert_clean_failure(result, 'cannot connect to the database server of mysql://root@%s/' % where)
-        assert 'is it running and reachable' in result['msg']
+        assert 'the connection was refused: nothing listens on that host and port' in result['msg']
         assert 'exception' not in result or 'Traceback' not in result.get('exception', ''), result['exception']
         assert 'MODULE FAILURE' not in result['msg']
     assert not os.path.exists(journal_dir) or live_journals(journal_dir) == []

@@ -129,6 +129,10 @@ class FakeSdk(object):
     def __init__(self, cloud_timeout=None):
         self.cloud_timeout = cloud_timeout
         self.kwargs = None
+        # openstack.config: a clouds.yaml with the one cloud the tests name.
+        loaded = type('Config', (), dict(cloud_config={'clouds': {'production': {}}}, config_filename='clouds.yaml',
+                                         default_cloud='production'))
+        self.config = type('ConfigModule', (), dict(OpenStackConfig=staticmethod(lambda: loaded)))
 
     def connect(self, **kwargs):
         self.kwargs = kwargs

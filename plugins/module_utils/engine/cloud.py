@@ -25,6 +25,32 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine.error
 # imported when the API is first used, not when every module starts.
 HAS_OPENSTACKSDK = importlib.util.find_spec('openstack') is not None
 OPENSTACKSDK_IMPORT_ERROR = None if HAS_OPENSTACKSDK else ImportError('No module named openstack')
+# The oldest openstacksdk the API paths are tested with (its 1.0 made the proxies' current API).
+MINIMUM_OPENSTACKSDK = (1, 0, 0)
+
+
+def openstacksdk_version():
+    """The installed openstacksdk's version as a tuple of numbers, read without importing it; None if unknown."""
+    try:
+        from importlib import metadata
+        text = metadata.version('openstacksdk')
+    except Exception:  # not installed as a distribution (a source checkout): nothing to compare
+        return None
+    numbers = []
+    for part in text.split('.')[:3]:
+        digits = ''.join(character for character in part if character.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    return tuple(numbers)
+
+
+def openstacksdk_problem():
+    """Why the API path cannot run here (missing or too old openstacksdk), or None."""
+    if not HAS_OPENSTACKSDK:
+        return 'openstacksdk'
+    version = openstacksdk_version()
+    if version is not None and version < MINIMUM_OPENSTACKSDK:
+        return 'openstacksdk >= %s (found %s)' % ('.'.join(map(str, MINIMUM_OPENSTACKSDK)), '.'.join(map(str, version)))
+    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -32,6 +58,7 @@ def sdk():
     """The openstacksdk package, imported on first use."""
     try:
         import openstack
+        import openstack.config
         import openstack.exceptions
         import openstack.utils
     except ImportError as error:
@@ -46,11 +73,40 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
+def clouds_yaml_files():
+    """The clouds.yaml files openstacksdk reads, where they exist (checked without importing it)."""
+    candidates = []
+    if os.environ.get('OS_CLIENT_CONFIG_FILE'):
+        candidates.append(os.environ['OS_CLIENT_CONFIG_FILE'])
+    config_home = os.environ.get('XDG_CONFIG_HOME') or os.path.join(os.path.expanduser('~'), '.config')
+    for directory in (os.getcwd(), os.path.join(config_home, 'openstack'), '/etc/openstack'):
+        candidates.extend(os.path.join(directory, name) for name in ('clouds.yaml', 'clouds.yml'))
+    return [path for path in candidates if os.path.isfile(path)]
+
+
 def cloud_configured(cloud):
-    """Whether an API connection can be attempted without guessing."""
+    """Whether an API connection can be attempted without guessing: the option cloud, OS_* or a clouds.yaml."""
     if cloud is not None:
         return True
-    return any(os.environ.get(name) for name in ('OS_CLOUD', 'OS_CLIENT_CONFIG_FILE', 'OS_AUTH_URL'))
+    if any(os.environ.get(name) for name in ('OS_CLOUD', 'OS_AUTH_URL')):
+        return True
+    return bool(clouds_yaml_files())
+
+
+def _check_cloud_name(cloud):
+    """Refuse a cloud name clouds.yaml does not have, and an unnamed choice among several, listing the clouds."""
+    try:
+        config = sdk().config.OpenStackConfig()
+    except Exception as error:  # a clouds.yaml that does not parse
+        raise InputError('cannot read clouds.yaml: %s' % _first_line(error))
+    names = sorted(name for name in config.cloud_config.get('clouds', {}) if name not in ('defaults', 'envvars'))
+    where = config.config_filename or 'no clouds.yaml found'
+    if isinstance(cloud, str) and cloud not in config.cloud_config.get('clouds', {}):
+        raise InputError('cloud %r is not in clouds.yaml (%s): %s' % (
+            cloud, where, 'the clouds there are ' + ', '.join(names) if names else 'it names no cloud'))
+    if cloud is None and config.default_cloud is None:
+        raise InputError('clouds.yaml (%s) has several clouds and none is named: name one of: %s '
+                         '(the option cloud, or OS_CLOUD)' % (where, ', '.join(names)))
 
 
 SECRET_KEY_PARTS = ('password', 'secret', 'token', 'passcode')
@@ -76,17 +132,42 @@ def secret_values(cloud):
 DEFAULT_API_TIMEOUT = 60
 
 
-def connect(cloud, api_timeout=None):
+# The module options of openstack.cloud's connection, and the openstacksdk settings they set.
+CONNECTION_OPTIONS = (('auth', 'auth'), ('auth_type', 'auth_type'), ('region_name', 'region_name'),
+                      ('interface', 'interface'), ('validate_certs', 'verify'), ('ca_cert', 'cacert'),
+                      ('client_cert', 'cert'), ('client_key', 'key'))
+
+
+def connection_settings(params):
+    """openstacksdk settings from the connection options given (those not given leave clouds.yaml's own)."""
+    return dict((setting, params[option]) for option, setting in CONNECTION_OPTIONS if params.get(option) is not None)
+
+
+def enable_sdk_log(path, level):
+    """openstacksdk's own log to a file, as openstack.cloud's sdk_log_path does (credentials are not logged by it)."""
+    if path:
+        import logging
+        sdk().enable_logging(debug=level == 'DEBUG', path=path)
+        logging.getLogger('keystoneauth').setLevel(logging.INFO)
+
+
+def connect(cloud, api_timeout=None, settings=None):
     """An openstacksdk connection for a clouds.yaml name, a dict, or the single configured cloud.
 
     ``api_timeout`` (seconds) bounds every request, as the option of openstack.cloud does; when
     it is None, the cloud's own ``api_timeout`` applies, else :data:`DEFAULT_API_TIMEOUT`.
+    ``settings`` are the other connection options given (connection_settings), over clouds.yaml's.
     """
-    if not HAS_OPENSTACKSDK:
-        raise ApiError('openstacksdk is required for the API path')
+    problem = openstacksdk_problem()
+    if problem:
+        raise InputError('the API path needs %s on the host that runs the module' % problem)
     if api_timeout is not None and api_timeout <= 0:
         raise InputError('api_timeout must be a positive number of seconds, got %s' % api_timeout)
-    settings = {} if api_timeout is None else dict(api_timeout=api_timeout)
+    settings = dict(settings or {})
+    if api_timeout is not None:
+        settings['api_timeout'] = api_timeout
+    if not isinstance(cloud, dict) and not (cloud is None and settings.get('auth')):
+        _check_cloud_name(cloud)
     try:
         if cloud is None:
             connection = sdk().connect(**settings)

@@ -247,6 +247,27 @@ def parse_database_option(option, value):
     return target
 
 
+# Why a connection failed, from the socket or TLS error PyMySQL wraps: (words in its text, what to say).
+_CONNECT_FAILURES = (
+    (('timed out',), 'it did not answer in time (timed out); is it running, and does a firewall drop the packets?'),
+    (('Connection refused',), 'the connection was refused: nothing listens on that host and port'),
+    (('Name or service not known', 'nodename nor servname', 'Temporary failure in name resolution',
+      'No address associated'), 'the host name does not resolve (DNS)'),
+    (('CERTIFICATE_VERIFY_FAILED', 'certificate verify failed'), 'TLS: the server\'s certificate is not trusted '
+                                                                 '(check ssl_ca)'),
+    (('SSL', 'TLS', 'wrong version number'), 'the TLS handshake failed'),
+    (('Network is unreachable', 'No route to host'), 'no route to the server (network unreachable)'),
+)
+
+
+def _connect_failure(text):
+    for words, reason in _CONNECT_FAILURES:
+        if any(word in text for word in words):
+            return reason
+    return 'is it running and reachable? (%s)' % text.strip().splitlines()[0][:200] if text.strip() else \
+        'is it running and reachable?'
+
+
 def describe_error(target, error):
     """An operator-facing sentence for a PyMySQL error (never the password)."""
     code = error.args[0] if getattr(error, 'args', None) else None
@@ -256,10 +277,8 @@ def describe_error(target, error):
     if code == _UNKNOWN_DATABASE:
         return 'database %s does not exist on %s' % (target.database, where)
     if code in _CANNOT_CONNECT:
-        if 'timed out' in str(error):
-            return ('cannot connect to the database server of %s: it did not answer in time (timed out); '
-                    'is it running and reachable?' % where)
-        return 'cannot connect to the database server of %s: is it running and reachable?' % where
+        text = str(error).replace(target.password, '********') if target.password else str(error)
+        return 'cannot connect to the database server of %s: %s' % (where, _connect_failure(text))
     if code == _LOCK_WAIT_TIMEOUT:
         return ('rows in %s are locked by another transaction; gave up after lock_timeout. '
                 'Nothing was changed; retry when the other writer is done' % where)

@@ -220,7 +220,7 @@ def _leaves(value):
     return {value} if isinstance(value, str) and value else set()
 
 
-def register_option_secrets(module, database_options, cloud_option='cloud'):
+def register_option_secrets(module, database_options, cloud_option='cloud', auth_option='auth'):
     """Mask exactly the credentials of the connection options, before anything parses them.
 
     The options are ``no_log``, so Ansible registered every leaf of them: the
@@ -230,15 +230,16 @@ def register_option_secrets(module, database_options, cloud_option='cloud'):
     may write it) and the cloud's password, secret and token values.
     """
     params = module.params
-    options = tuple(database_options) + ((cloud_option,) if cloud_option else ())
+    cloud_options = tuple(option for option in (cloud_option, auth_option) if option)
+    options = tuple(database_options) + cloud_options
     leaves = set()
     keep = set()
     for option in options:
         leaves |= _leaves(params.get(option))
     for option in database_options:
         keep |= database_option_secrets(params.get(option))
-    if cloud_option:
-        keep |= secret_values(params.get(cloud_option))
+    for option in cloud_options:
+        keep |= secret_values(params.get(option))
     module.no_log_values.difference_update(leaves - keep)
     module.no_log_values.update(keep)
     return keep

@@ -100,6 +100,17 @@ def connection_argument_spec():
         placement_db=dict(db.database_option_spec(), no_log=True),
         cloud=dict(type='raw', no_log=True),
         api_timeout=dict(type='int'),
+        # The connection options of openstack.cloud, with their names and meaning (doc fragment database).
+        auth=dict(type='dict', no_log=True),
+        auth_type=dict(type='str'),
+        region_name=dict(type='str'),
+        interface=dict(type='str', choices=['admin', 'internal', 'public'], aliases=['endpoint_type']),
+        validate_certs=dict(type='bool', aliases=['verify']),
+        ca_cert=dict(type='str', aliases=['cacert']),
+        client_cert=dict(type='str', aliases=['cert']),
+        client_key=dict(type='str', no_log=False, aliases=['key']),
+        sdk_log_path=dict(type='str'),
+        sdk_log_level=dict(type='str', default='INFO', choices=['INFO', 'DEBUG']),
         method=dict(type='str', default='auto', choices=['auto', 'api', 'db']),
         lock_timeout=dict(type='int', default=30),
     )
@@ -274,7 +285,9 @@ class RemediationModule(object):
     def conn(self):
         """The openstacksdk connection (opened on first use)."""
         if self._conn is None:
-            self._conn = api.connect(self.params.get('cloud'), self.params.get('api_timeout'))
+            api.enable_sdk_log(self.params.get('sdk_log_path'), self.params.get('sdk_log_level'))
+            self._conn = api.connect(self.params.get('cloud'), self.params.get('api_timeout'),
+                                     api.connection_settings(self.params))
         return self._conn
 
     # ---------------------------------------------------------------- method
@@ -290,9 +303,21 @@ class RemediationModule(object):
             return NOVA_CELL_REQUIREMENT
         return ' and '.join(self.required_databases)
 
+    def cloud_configured(self):
+        """Whether the API can be tried: the option cloud or auth, OS_* variables, or a clouds.yaml."""
+        return bool(self.params.get('auth')) or api.cloud_configured(self.params.get('cloud'))
+
     def require_openstacksdk(self):
-        if not api.HAS_OPENSTACKSDK:
-            self.module.fail_json(msg=missing_required_lib('openstacksdk'), exception=str(api.OPENSTACKSDK_IMPORT_ERROR))
+        """A missing or too old openstacksdk is reported as the missing library it is."""
+        problem = api.openstacksdk_problem()
+        if problem:
+            self._close()
+            self.module.fail_json(msg=missing_required_lib(problem), exception=str(api.OPENSTACKSDK_IMPORT_ERROR or ''))
+
+    def require_pymysql(self):
+        if not db.HAS_PYMYSQL:
+            self._close()
+            self.module.fail_json(msg=missing_required_lib('PyMySQL'), exception=str(db.PYMYSQL_IMPORT_ERROR))
 
     def methods(self):
         """The paths this module has for the change asked (a :class:`Methods`); the base chooses among them."""
@@ -319,11 +344,14 @@ class RemediationModule(object):
             return 'db', 'requested'
         if not policy.db:
             self.require_openstacksdk()
-            if not api.cloud_configured(self.params.get('cloud')):
+            if not self.cloud_configured():
                 raise InputError('%s needs the API%s; configure a cloud' % (self.module_name, because))
             return 'api', policy.because
-        if policy.api is not None and api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
-            return 'api', policy.api
+        if policy.api is not None and self.cloud_configured():
+            if api.openstacksdk_problem() and not self._has_databases():
+                self.require_openstacksdk()  # a cloud is configured: the library is what is missing
+            if not api.openstacksdk_problem():
+                return 'api', policy.api
         if self._has_databases():
             if policy.api is None:
                 return 'db', '%s; %s given' % (policy.because or 'the API cannot express this change', needs)
@@ -352,7 +380,7 @@ class RemediationModule(object):
     def _journal_arguments(self):
         # expected_fingerprint is an approval of one plan, not part of the task: a re-run that finishes
         # a partial run is the same task whatever it was approved with.
-        hidden = ('cinder_db', 'nova_db', 'nova_api_db', 'placement_db', 'cloud', 'expected_fingerprint')
+        hidden = ('cinder_db', 'nova_db', 'nova_api_db', 'placement_db', 'cloud', 'auth', 'expected_fingerprint')
         return dict((key, value) for key, value in self.params.items() if key not in hidden)
 
     def _resume_or_plan_db(self):
@@ -519,13 +547,14 @@ class RemediationModule(object):
 
     def run(self):
         try:
-            if not db.HAS_PYMYSQL and self.params['method'] != 'api':
-                self.module.fail_json(msg=missing_required_lib('PyMySQL'), exception=str(db.PYMYSQL_IMPORT_ERROR))
             self._parse_databases()
             validate_connection_options(self.params)
             expected_fingerprint(self.params.get('expected_fingerprint'))
             self.validate()
             method, reason = self.choose_method()
+            if method == 'db' or self.targets:
+                # The database path, or guards that read the databases given: PyMySQL. An API-only run needs none.
+                self.require_pymysql()
             if method == 'api':
                 try:
                     plan = self.plan_api()
