@@ -17,17 +17,26 @@ options:
         V(mysql+pymysql://cinder:secret@db.example.org/cinder?charset=utf8).
       - The path of the service's own config file, for example V(/etc/cinder/cinder.conf). A string
         without C(://) is a path. The connection is read from the option's default section (C(database)
-        here). (Path strings since version 1.1.0.)
+        here).
       - A dict with either C(url), or C(config_file) and/or C(config_dir), plus optionally C(section)
-        (the section that holds C(connection)) and the TLS files C(ca_cert), C(client_cert) and C(client_key).
+        (the section that holds C(connection)), the TLS files C(ca_cert), C(client_cert) and C(client_key),
+        and C(ssl_mode).
+      - C(ssl_mode), named as in community.postgresql, says how much TLS the connection must have. V(prefer), the
+        default, is PyMySQL's own: the TLS files when given (C(ssl_ca) in the URL counts), and TLS whenever the
+        server offers it (PyMySQL 1.2 and later).
+        V(require) refuses a server that does not start TLS. V(verify-ca) also checks the server's certificate
+        against C(ca_cert). V(verify-full) also checks that the certificate names the host. V(disable) never uses
+        TLS. It applies to the cell databases reached through O(nova_api_db) too.
         C(config_file) is a path or a list of paths, read in order as the service's C(--config-file)
         options, a later file winning. C(config_dir) is a directory or a list of them, whose C(*.conf)
         files are read after the files in sorted order, as the service's C(--config-dir) (for example
-        C(/etc/nova/nova.conf.d)). (Lists and C(config_dir) since version 1.1.0.)
+        C(/etc/nova/nova.conf.d)).
       - Config files are read as oslo.config reads them, the same values the service sees
         (quotes stripped, C([DEFAULT]) not mixed into other sections, C($option) substitution, repeated
         sections merged).
       - The password is never shown in results, diffs, journals, warnings or error messages.
+      - When the option is not given, the environment variable C(STACKMENDER_CINDER_DB) is read (a URL or a config
+        file path), as the AWX credential type C(stackmender databases) sets it.
       - Modules that do not need this database ignore it, so O(cinder_db), O(nova_db),
         O(nova_api_db) and O(placement_db) can be set once for the whole collection
         through C(module_defaults) with the action group C(group/stackmender.openstack.openstack).
@@ -41,6 +50,7 @@ options:
       - Given together with O(nova_api_db), it must be one of the cells of C(cell_mappings) (same server
         and database), else the run refuses. Every cell is then read, and this one is reached with the
         credentials of O(nova_db).
+      - When not given, the environment variable C(STACKMENDER_NOVA_DB) is read, as for O(cinder_db).
     type: raw
     version_added: 0.1.0
   nova_api_db:
@@ -54,12 +64,14 @@ options:
         C({path}), C({scheme}), C({query}), C({fragment})) are filled as Nova fills them, from
         C([database] connection) of the same config files. When O(nova_api_db) is a URL, or its
         config files have no C([database] connection), the O(nova_api_db) URL stands in for it.
+      - When not given, the environment variable C(STACKMENDER_NOVA_API_DB) is read, as for O(cinder_db).
     type: raw
     version_added: 0.1.0
   placement_db:
     description:
       - The Placement database (C([placement_database] connection) of C(placement.conf); the default
         config section for C(config_file) is C(placement_database)), in the same forms as O(cinder_db).
+      - When not given, the environment variable C(STACKMENDER_PLACEMENT_DB) is read, as for O(cinder_db).
     type: raw
     version_added: 0.1.0
   cloud:

@@ -113,7 +113,11 @@ def test_database_credential_type_keeps_passwords_out_of_variables():
     injectors = credential_type['injectors']
     assert set(injectors) == {'file', 'env'}, 'no extra_vars injector: URLs with passwords never become variables'
     assert not [name for name in injectors['env'] if name.startswith('ANSIBLE_')], 'AWX rejects ANSIBLE_* injectors'
-    assert set(injectors['env']) == {'STACKMENDER_CINDER_CONF', 'STACKMENDER_NOVA_CONF'}
+    assert set(injectors['env']) == {'STACKMENDER_CINDER_CONF', 'STACKMENDER_NOVA_CONF', 'STACKMENDER_CINDER_DB',
+                                     'STACKMENDER_NOVA_API_DB'}
+    # The modules' fallbacks get the files' paths, never a URL (with its password).
+    assert injectors['env']['STACKMENDER_CINDER_DB'] == injectors['env']['STACKMENDER_CINDER_CONF']
+    assert injectors['env']['STACKMENDER_NOVA_API_DB'] == injectors['env']['STACKMENDER_NOVA_CONF']
 
 
 def test_configure_playbook_passes_every_template_field():

@@ -48,7 +48,13 @@ DEFAULT_SECTIONS = {
     'placement_db': 'placement_database',
 }
 
-DATABASE_OPTION_KEYS = ('url', 'config_file', 'config_dir', 'section', 'ca_cert', 'client_cert', 'client_key')
+DATABASE_OPTION_KEYS = ('url', 'config_file', 'config_dir', 'section', 'ca_cert', 'client_cert', 'client_key',
+                        'ssl_mode')
+# TLS to the database, named as community.postgresql's ssl_mode: prefer (TLS when files are given,
+# as the services' own URLs do) is the default; require refuses a server that does not start TLS;
+# verify-ca also checks its certificate against ca_cert; verify-full also checks its host name.
+SSL_MODES = ('disable', 'prefer', 'require', 'verify-ca', 'verify-full')
+VERIFYING_SSL_MODES = ('require', 'verify-ca', 'verify-full')
 
 # MariaDB/MySQL error numbers that deserve their own explanation.
 _ACCESS_DENIED = 1045
@@ -221,17 +227,22 @@ def parse_database_option(option, value):
             if not os.path.isfile(value[key]):
                 raise InputError('%s: %s file %s does not exist' % (option, key, value[key]))
             tls[tls_key] = value[key]
+    mode = value.get('ssl_mode')
+    if mode is not None:
+        if mode not in SSL_MODES:
+            raise InputError('%s: ssl_mode must be one of %s, got %r' % (option, ', '.join(SSL_MODES), mode))
+        tls['mode'] = mode
     if value.get('url'):
         target = parse_url(option, value['url'], ssl=tls, source='url')
         target.cell_template_source = (target.url, 'the nova_api_db URL') if option == 'nova_api_db' else None
-        return target
+        return _checked_tls(target)
     files = _string_list(option, 'config_file', value['config_file']) if value.get('config_file') else []
     dirs = _string_list(option, 'config_dir', value['config_dir']) if value.get('config_dir') else []
     config = OsloConfig(files, dirs, what=option)
     section = value.get('section') or DEFAULT_SECTIONS.get(option, 'database')
     url = read_config_url(option, files, section, dirs, config=config)
     source = '%s [%s]' % (config.paths[-1] if len(config.paths) == 1 else '+'.join(config.paths), section)
-    target = parse_url(option, url, ssl=tls, source=source)
+    target = _checked_tls(parse_url(option, url, ssl=tls, source=source))
     if option == 'nova_api_db':
         # Nova fills cell URL templates from [database] connection of its own config.
         # Read now, needed only if a cell URL is a template: its error is kept for that case.
@@ -245,6 +256,32 @@ def parse_database_option(option, value):
                                            (target.url, 'the nova_api_db URL ([database] connection is not set in %s)'
                                             % config.describe()))
     return target
+
+
+def _checked_tls(target):
+    mode = target.ssl.get('mode')
+    files = sorted(key for key in ('ca', 'cert', 'key') if target.ssl.get(key))
+    if mode == 'disable' and files:
+        raise InputError('%s: ssl_mode=disable, yet TLS files are given (%s)' % (target.option, ', '.join(files)))
+    if mode in ('verify-ca', 'verify-full') and not target.ssl.get('ca'):
+        raise InputError('%s: ssl_mode=%s verifies the server against a CA: give ca_cert' % (target.option, mode))
+    return target
+
+
+def _no_tls(target):
+    return ('%s: ssl_mode=%s, but the server of %s did not start TLS (it offers none); nothing was read'
+            % (target.option, target.ssl.get('mode'), target.display()))
+
+
+def tls_settings(tls):
+    """PyMySQL's ``ssl`` argument for a target's TLS settings (files and ssl_mode); None for a plain connection."""
+    mode = tls.get('mode') or 'prefer'
+    files = dict((key, tls[key]) for key in ('ca', 'cert', 'key') if tls.get(key))
+    if mode == 'disable':
+        return None
+    if mode == 'prefer':
+        return files or None
+    return dict(files, check_hostname=mode == 'verify-full', verify_mode=mode != 'require')
 
 
 # Why a connection failed, from the socket or TLS error PyMySQL wraps: (words in its text, what to say).
@@ -276,6 +313,8 @@ def describe_error(target, error):
         return 'access denied for %s: wrong user or password, or missing grants' % where
     if code == _UNKNOWN_DATABASE:
         return 'database %s does not exist on %s' % (target.database, where)
+    if "SSL is required but the server doesn't support it" in str(error):
+        return _no_tls(target)
     if code in _CANNOT_CONNECT:
         text = str(error).replace(target.password, '********') if target.password else str(error)
         return 'cannot connect to the database server of %s: %s' % (where, _connect_failure(text))
@@ -341,14 +380,24 @@ class Session(object):
         else:
             kwargs['host'] = target.host
             kwargs['port'] = target.port
-        if target.ssl:
-            kwargs['ssl'] = dict(target.ssl)
+        tls = tls_settings(target.ssl)
+        if tls:
+            kwargs['ssl'] = tls
+        elif target.ssl.get('mode') == 'disable':
+            kwargs['ssl_disabled'] = True
         try:
             self.connection = pymysql.connect(**kwargs)
             # PyMySQL reads these before every read and write (it has no public setter).
             self.connection._read_timeout = self.read_timeout
             self.connection._write_timeout = self.write_timeout
             with self.connection.cursor() as cursor:
+                if target.ssl.get('mode') in VERIFYING_SSL_MODES:
+                    # PyMySQL goes on in plain text when the server offers no TLS: ask the server.
+                    cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                    row = cursor.fetchone()
+                    if not row or not row.get('Value'):
+                        self.close()
+                        raise DatabaseError(_no_tls(target))
                 # Bounded waits for row locks; the module fails cleanly instead of hanging.
                 cursor.execute('SET SESSION innodb_lock_wait_timeout = %s', (self.lock_timeout,))
                 cursor.execute('SET SESSION lock_wait_timeout = %s', (self.lock_timeout,))

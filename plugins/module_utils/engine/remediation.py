@@ -21,7 +21,7 @@ import re
 import sys
 import threading
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
@@ -94,10 +94,12 @@ def connection_argument_spec():
     """
     # no_log: never in the module's syslog line; register_secrets then masks only their credentials.
     return dict(
-        cinder_db=dict(db.database_option_spec(), no_log=True),
-        nova_db=dict(db.database_option_spec(), no_log=True),
-        nova_api_db=dict(db.database_option_spec(), no_log=True),
-        placement_db=dict(db.database_option_spec(), no_log=True),
+        # Each also read from STACKMENDER_<OPTION> (a URL or a config file path), as AWX's credential sets it.
+        cinder_db=dict(db.database_option_spec(), no_log=True, fallback=(env_fallback, ['STACKMENDER_CINDER_DB'])),
+        nova_db=dict(db.database_option_spec(), no_log=True, fallback=(env_fallback, ['STACKMENDER_NOVA_DB'])),
+        nova_api_db=dict(db.database_option_spec(), no_log=True, fallback=(env_fallback, ['STACKMENDER_NOVA_API_DB'])),
+        placement_db=dict(db.database_option_spec(), no_log=True,
+                          fallback=(env_fallback, ['STACKMENDER_PLACEMENT_DB'])),
         cloud=dict(type='raw', no_log=True),
         api_timeout=dict(type='int'),
         # The connection options of openstack.cloud, with their names and meaning (doc fragment database).
