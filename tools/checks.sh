@@ -53,7 +53,9 @@ seconds_since() {
 }
 
 run_started=$(now_us)
-venv=$(tools_venv)
+# STACKMENDER_CHECKS_VENV: another virtualenv whose ansible-core runs the gates (tools/ansible-matrix runs
+# sanity under each ansible-core it tests); by default the tools' own.
+venv=${STACKMENDER_CHECKS_VENV:-$(tools_venv)}
 python=$venv/bin/python
 # The collections the roles depend on (galaxy.yml), cached; Galaxy is not reachable.
 dependencies=$(dependency_collections)
@@ -173,8 +175,13 @@ while IFS= read -r file; do
 done < <(cd "$tree/plugins/modules" 2>/dev/null && find . -name '*.py' ! -name '__init__.py' | sed 's|^\./||' | LC_ALL=C sort)
 
 tool_versions=$("$python" -c '
-from importlib.metadata import version
-print(", ".join("%s %s" % (name, version(name)) for name in ("ansible-core", "ansible-lint", "antsibull-changelog")))')
+from importlib.metadata import PackageNotFoundError, version
+def known(name):
+    try:
+        return "%s %s" % (name, version(name))
+    except PackageNotFoundError:
+        return "%s absent" % name
+print(", ".join(known(name) for name in ("ansible-core", "ansible-lint", "antsibull-changelog")))')
 log "Python $controller_version (controller); real target Pythons: ${target_versions[*]}; $tool_versions"
 log "$namespace.$name $version, ${#modules[@]} module(s); clean copy in $tree (setup $(seconds_since "$run_started"))"
 

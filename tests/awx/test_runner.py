@@ -286,6 +286,91 @@ def test_undo_templates_run_as_awx_jobs(ansible, dbs, cloud, journal_dir, tmp_pa
     assert [event for event in applied.events if event['event'] == 'playbook_on_stats']
 
 
+def workflows():
+    return controller_objects('workflow_job_templates.yml')['controller_workflows']
+
+
+def test_each_runbook_has_a_reviewed_workflow_check_approval_apply():
+    by_name = dict((entry['name'], entry) for entry in workflows())
+    for entry in templates():
+        if entry['job_type'] != 'check' or not entry.get('survey_enabled'):
+            continue
+        base = entry['name'][:-len(' (check)')]
+        workflow = by_name.pop('%s (reviewed)' % base)
+        assert workflow['survey_spec'] == entry['survey_spec'], base
+        assert workflow['allow_simultaneous'] is False
+        nodes = dict((node['identifier'], node) for node in workflow['workflow_nodes'])
+        assert list(nodes) == ['check', 'approve', 'apply'], base
+        assert nodes['check']['unified_job_template'] == {'name': entry['name'], 'type': 'job_template'}
+        assert nodes['check']['related']['success_nodes'] == [{'identifier': 'approve'}]
+        assert 'unified_job_template' not in nodes['approve'] and nodes['approve']['approval_node']['name']
+        assert nodes['approve']['related']['success_nodes'] == [{'identifier': 'apply'}]
+        assert nodes['apply']['unified_job_template'] == {'name': base + ' (apply)', 'type': 'job_template'}
+        assert template(base + ' (apply)')['job_type'] == 'run'
+    assert not by_name, 'workflows without a check template: %s' % sorted(by_name)
+
+
+def artifacts(runner):
+    """What AWX hands to the next workflow nodes: the set_stats data of the job's stats event."""
+    stats = [event for event in runner.events if event['event'] == 'playbook_on_stats']
+    assert stats, 'no stats event'
+    return stats[-1]['event_data'].get('artifact_data') or {}
+
+
+def workflow_apply(tmp_path, name, base, answers, reviewed, databases, inputs):
+    """The apply node of a workflow: the survey answers, and the check node's artifacts as extra vars."""
+    job = AwxJob(tmp_path / name, template(base + ' (apply)'), dict(answers, **reviewed))
+    job.custom_credential(databases, inputs)
+    return job.run()
+
+
+def test_the_reviewed_workflow_applies_only_the_approved_plan(ansible, dbs, cloud, journal_dir, tmp_path):
+    base = 'stackmender journal undo'
+    databases, = controller_objects('credential_types.yml')['controller_credential_types']
+    inputs = dict(cinder_url=dbs.url('cinder'), nova_api_url=dbs.url('nova_api'))
+
+    def repaired_volume():
+        volume = cloud.volume(status='error', attach_status='detached')
+        repaired = ansible('cinder_volume_state', db_args(dbs, 'cinder', volume=volume, status='available',
+                                                          journal_dir=journal_dir))
+        assert repaired.changed and repaired['journal'], repaired.get('msg')
+        return volume, repaired['journal']
+
+    def status(volume):
+        return dbs.query('cinder', 'SELECT status FROM volumes WHERE id = %s', (volume,))[0]['status']
+
+    def check_node(name, answers):
+        job = AwxJob(tmp_path / name, template(base + ' (check)'), answers)
+        job.custom_credential(databases, inputs)
+        checked = job.run()
+        assert (checked.status, checked.rc) == ('successful', 0), checked.stdout.read()[-3000:]
+        return artifacts(checked)
+
+    # Approved, unchanged: the apply node runs the reviewed plan.
+    volume, journal = repaired_volume()
+    answers = {'journal_undo_journal': journal, 'journal_undo_journal_dir': journal_dir}
+    reviewed = check_node('check', answers)
+    review = reviewed['stackmender_reviews']['journal_undo %s' % journal]
+    assert review['fingerprint'].startswith('sha256:') and review['items']
+    applied = workflow_apply(tmp_path, 'apply', base, answers, reviewed, databases, inputs)
+    assert (applied.status, applied.rc) == ('successful', 0), applied.stdout.read()[-3000:]
+    result, = task_results(applied, 'Revert the journal')
+    assert result['changed'] and result['fingerprint'] == review['fingerprint']
+    assert status(volume) == 'error'
+
+    # Approved, then the volume changed before the apply node ran: refused, nothing written, the drift shown.
+    volume, journal = repaired_volume()
+    answers = {'journal_undo_journal': journal, 'journal_undo_journal_dir': journal_dir}
+    reviewed = check_node('check-2', answers)
+    dbs.execute('cinder', "UPDATE volumes SET status = 'in-use', attach_status = 'attached' WHERE id = %s", (volume,))
+    drifted = workflow_apply(tmp_path, 'apply-2', base, answers, reviewed, databases, inputs)
+    assert drifted.status == 'failed', drifted.stdout.read()[-3000:]
+    result, = task_results(drifted, 'Revert the journal')
+    assert 'not the plan that was reviewed' in result['msg'] and result['added'] and result['removed']
+    assert any(volume in item for item in result['removed'])
+    assert status(volume) == 'in-use'
+
+
 @pytest.mark.lab
 @pytest.mark.xdist_group('lab')
 @pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore::PendingDeprecationWarning')
