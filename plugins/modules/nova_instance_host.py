@@ -252,8 +252,8 @@ instances:
 evacuations:
   description:
     - The evacuations of the API path. Each names the C(microversion) used, the C(expected_status) and
-      C(expected_power_state) it gives, and after applying the C(status), C(power_state) (Nova's number),
-      C(power_state_name), C(host) and C(node) the instance ended with.
+      C(expected_power_state) it gives, and after applying (with O(wait)) the C(status), C(power_state)
+      (Nova's number), C(power_state_name), C(host) and C(node) the instance ended with.
   returned: success, API path
   type: list
   elements: dict

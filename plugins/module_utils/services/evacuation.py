@@ -614,6 +614,6 @@ def pending_evacuations(entries, read_server, target_host):
                                 % (entry['instance'], entry['status'], target_host, entry['expected_status'],
                                    entry['microversion']))
         else:
-            pending[entry['instance']] = 'status %s, task_state %s, host %s' % (server['status'], server['task_state'],
-                                                                              server['host'])
+            pending[entry['instance']] = 'status %s, task_state %s, host %s' % (
+                server['status'], server['task_state'], server['host'])
     return pending, warnings
