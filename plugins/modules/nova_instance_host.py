@@ -26,7 +26,9 @@ description:
     O(target_state=stopped) uses 2.95. Every evacuated instance ends C(SHUTOFF), power state 4.
   - The API path reads the source service back after its update, to check that it is forced down and
     disabled, before any evacuation. With O(wait) it then waits until each instance is on the target with
-    no task in progress, for at most O(timeout) seconds.
+    no task in progress, for at most O(timeout) seconds for all of them. The evacuations run side by side,
+    but each rebuilds a guest, so give more than the default for many instances or large images (for example
+    600 for a batch of five).
   - With O(method=db) it writes the databases, for clouds whose control plane cannot evacuate.
     Use it only when the instances' disks are on shared storage or volumes that the target reaches.
     In the cell database it sets C(instances.host), C(node) and C(compute_id) (where the release has
@@ -49,6 +51,7 @@ author:
 extends_documentation_fragment:
   - stackmender.openstack.database
   - stackmender.openstack.safety
+  - stackmender.openstack.wait
   - stackmender.openstack.attributes
 options:
   instance:
@@ -99,22 +102,6 @@ options:
     type: str
     choices: [keep, stopped]
     default: keep
-    version_added: 0.1.0
-  wait:
-    description:
-      - Whether the API path waits for the evacuations to finish. Without it the result shows the calls made and
-        not the state the instances ended in.
-    type: bool
-    default: true
-    version_added: 0.1.0
-  timeout:
-    description:
-      - Seconds the API path waits for all evacuations of the task to finish. A timeout fails the task; the
-        evacuations Nova already accepted keep running, and a re-run plans again from what is done by then.
-      - The evacuations run side by side, but each rebuilds a guest. Give more time for many instances or
-        large images, for example 600 for a batch of five.
-    type: int
-    default: 180
     version_added: 0.1.0
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
@@ -303,7 +290,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remed
     ApiUnsuitable,
     RemediationModule,
     api_or_db,
-    wait_argument_spec,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import host_name, uuid_list
 from ansible_collections.stackmender.openstack.plugins.module_utils.services.evacuation import (
@@ -317,7 +303,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.services.eva
 class NovaInstanceHost(RemediationModule):
     module_name = 'stackmender.openstack.nova_instance_host'
     argument_spec = dict(
-        wait_argument_spec(),
         instance=dict(type='list', elements='str', aliases=['instances']),
         from_host=dict(type='str'),
         host=dict(type='str', required=True),
