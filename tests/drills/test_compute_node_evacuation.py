@@ -79,7 +79,7 @@ def test_dead_compute_host_is_fenced_and_evacuated(collections_path, lab_client,
     state_dir = str(tmp_path / 'state')
     common = dict(compute_node_evacuation_cloud='lab-admin', compute_node_evacuation_failed_host=SOURCE,
                   compute_node_evacuation_target_host=TARGET, compute_node_evacuation_state_dir=state_dir,
-                  compute_node_evacuation_parallel=2, compute_node_evacuation_wait_timeout=90,
+                  compute_node_evacuation_parallel=2, compute_node_evacuation_timeout=90,
                   compute_node_evacuation_down_timeout=90)
 
     lab_client.run('kill', 'nova-compute.%s' % SOURCE)
@@ -183,7 +183,7 @@ def test_an_instance_nova_cannot_evacuate_moves_in_the_databases(collections_pat
     wait_for('Nova records the stop', lambda: admin.compute.get_server(server.id).task_state == 'powering-off', wait=30)
     variables = dict(compute_node_evacuation_cloud='lab-admin', compute_node_evacuation_failed_host=SOURCE,
                      compute_node_evacuation_target_host=TARGET, compute_node_evacuation_fenced=True,
-                     compute_node_evacuation_state_dir=str(tmp_path / 'state'), compute_node_evacuation_wait_timeout=90,
+                     compute_node_evacuation_state_dir=str(tmp_path / 'state'), compute_node_evacuation_timeout=90,
                      compute_node_evacuation_down_timeout=90,
                      # The lab's nova.conf: the database path must judge the service as Nova does.
                      compute_node_evacuation_service_down_time=30)

@@ -28,7 +28,7 @@ def test_dead_compute_is_fenced_and_its_server_evacuated(ansible, lab_client, ad
                                                          compute1_restored):
     server = new_server(admin, 'evacuate', cleanup, availability_zone='nova:%s' % SOURCE)
     assert server.compute_host == SOURCE
-    args = api_args(instance=server.id, host=TARGET, method='api', wait_timeout=90)
+    args = api_args(instance=server.id, host=TARGET, method='api', timeout=90)
 
     lab_client.run('kill', 'nova-compute.%s' % SOURCE)
     # Killed a moment ago, the service still counts as up in Nova: evacuating now could run the guest twice.
