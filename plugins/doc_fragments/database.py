@@ -22,7 +22,7 @@ options:
         (the section that holds C(connection)), the TLS files C(ca_cert), C(client_cert) and C(client_key),
         and C(ssl_mode).
       - C(ssl_mode), named as in community.postgresql, says how much TLS the connection must have. V(prefer), the
-        default, is PyMySQL's own: the TLS files when given (C(ssl_ca) in the URL counts), and TLS whenever the
+        default, is PyMySQL's own, that is the TLS files when given (C(ssl_ca) in the URL counts), and TLS whenever the
         server offers it (PyMySQL 1.2 and later).
         V(require) refuses a server that does not start TLS. V(verify-ca) also checks the server's certificate
         against C(ca_cert). V(verify-full) also checks that the certificate names the host. V(disable) never uses

@@ -57,7 +57,7 @@ options:
     version_added: 0.1.0
   expected_fingerprint:
     description:
-      - The plan that was reviewed: the C(fingerprint) of a check run, its C(review) (fingerprint and items),
+      - The plan that was reviewed, as the C(fingerprint) of a check run, its C(review) (fingerprint and items),
         or the whole registered result of the check run.
       - The run plans again from what the databases and the cloud hold now. When that plan's fingerprint is not
         the expected one, the run is refused and nothing is changed. Given the review, the refusal lists the
