@@ -17,6 +17,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.audit.detect
 from ansible_collections.stackmender.openstack.plugins.module_utils.audit.detectors import volumes
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import cells as nova_cells
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
 
 MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                            'plugins', 'modules')
@@ -158,6 +159,10 @@ def test_attachments_of_deleted_or_gone_instances():
 
 
 # ---------------------------------------------------------------- volumes
+
+
+def test_stuck_statuses_are_cinders_operations_in_flight():
+    assert set(common.STUCK_STATUSES) - {'error_deleting', 'migrating'} <= set(cinder.TRANSITIONAL_STATUSES)
 
 
 def volume(status, migration_status=None):

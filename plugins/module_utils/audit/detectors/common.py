@@ -21,9 +21,9 @@ NOVA_DB = nova_cells.NOVA_DB
 NOVA_API = nova_cells.NOVA_API_DB
 PLACEMENT = 'placement_db'
 
-# Volume and snapshot statuses the audit calls stuck after a while: an operation in flight (and
-# error_deleting, a delete that failed half-way). Volumes in one are volume_stuck's, not the
-# attachment classes'.
+# Volume and snapshot statuses the audit reports as stuck after stuck_after: the operations in flight
+# (cinder.TRANSITIONAL_STATUSES) that volume_stuck knows a reset for, a delete that failed half-way
+# (error_deleting) and a migration. Volumes in one are volume_stuck's, not the attachment classes'.
 STUCK_STATUSES = ('attaching', 'detaching', 'creating', 'deleting', 'reserved', 'error_deleting', 'migrating')
 
 # Ids listed per table in findings that aggregate rows; the count is always exact.
