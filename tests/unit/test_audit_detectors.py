@@ -127,8 +127,9 @@ def test_what_is_wrong_with_a_bdm():
     live = {'a-ok': ('v-ok', 'i1', 'attached'), 'a-det': ('v-ok', 'i1', 'detached')}
     pairs = {('v-ok', 'i1')}
 
-    def defect(volume_id, attachment_id, volume=None, instance='i1', live_pairs=pairs):
-        return attachments.bdm_defect((CELL1, instance, volume_id, attachment_id), inuse, volume, live, live_pairs)
+    def defect(volume_id, attachment_id, volume=None, instance='i1', live_pairs=None):
+        return attachments.bdm_defect((CELL1, instance, volume_id, attachment_id), inuse, volume, live,
+                                      pairs if live_pairs is None else live_pairs)
 
     assert defect('v-gone', None) == 'volume_missing'
     assert defect('v-del', None, volume=dict(deleted=1)) == 'volume_deleted'
