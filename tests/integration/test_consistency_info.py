@@ -669,7 +669,7 @@ def test_the_cache_classes_agree_with_nova_network_info_cache(ansible, dbs, clou
     """The audit reports a cached VIF exactly when nova_network_info_cache finds it defective (both read
     network_info.vif_defects): a failed binding, an unbound port, a network that is null, empty or missing
     from the second VIF of a cache; not a healthy cache, nor one that only mentions the words."""
-    from ansible_collections.stackmender.openstack.plugins.module_utils.audit import engine as auditing
+    from ansible_collections.stackmender.openstack.plugins.module_utils.audit.detectors import info_caches
 
     cloud.compute_host('controller1')
     first, second = json.loads(cloud.network_info())[0], json.loads(cloud.network_info())[0]
@@ -702,7 +702,7 @@ def test_the_cache_classes_agree_with_nova_network_info_cache(ansible, dbs, clou
             for entry in checked['caches']:
                 for vif in entry['vifs']:
                     for defect in vif['defects']:
-                        repaired.setdefault(auditing.DEFECT_CLASSES[defect], []).append(vif['port'])
+                        repaired.setdefault(info_caches.DEFECT_CLASSES[defect], []).append(vif['port'])
         assert reported.get(instance, {}) == repaired, name
 
 

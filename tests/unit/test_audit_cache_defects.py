@@ -3,7 +3,8 @@ both read network_info.vif_defects, on plain data."""
 
 import pytest
 
-from ansible_collections.stackmender.openstack.plugins.module_utils.audit import engine as auditing
+from ansible_collections.stackmender.openstack.plugins.module_utils.audit import registry
+from ansible_collections.stackmender.openstack.plugins.module_utils.audit.detectors import info_caches
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import network_info
 
 NETWORK = {'id': 'net-1', 'bridge': 'br-int', 'label': 'private', 'subnets': [], 'meta': {'mtu': 1450}}
@@ -43,10 +44,10 @@ def test_the_audit_reports_what_the_repair_module_repairs(entry, classes):
     text = network_info.dump_cache([vif(port='port-ok'), entry])
     # What nova_network_info_cache judges: the parsed cache, then vif_defects of each VIF.
     repaired = dict((item['id'], network_info.vif_defects(item)) for item in network_info.parse_cache(text))
-    vifs, by_class = auditing.cache_defects(text)
+    vifs, by_class = info_caches.cache_defects(text)
     assert [item['id'] for item in vifs] == ['port-ok', entry['id']]
     assert set(by_class) == classes
-    assert set(by_class) == set(auditing.DEFECT_CLASSES[defect] for defects in repaired.values() for defect in defects)
+    assert set(by_class) == set(info_caches.DEFECT_CLASSES[defect] for defects in repaired.values() for defect in defects)
     for flagged in by_class.values():
         assert [item['id'] for item in flagged] == [entry['id']]
     assert bool(classes) == bool(repaired[entry['id']]) and not repaired['port-ok']
@@ -54,22 +55,22 @@ def test_the_audit_reports_what_the_repair_module_repairs(entry, classes):
 
 def test_every_defect_of_network_info_has_an_audit_class():
     defects = set(value for name, value in vars(network_info).items() if name.startswith('DEFECT_'))
-    assert set(auditing.DEFECT_CLASSES) == defects
-    assert set(auditing.DEFECT_CLASSES.values()) <= set(auditing.CLASS_NAMES)
+    assert set(info_caches.DEFECT_CLASSES) == defects
+    assert set(info_caches.DEFECT_CLASSES.values()) <= set(registry.CLASS_NAMES)
 
 
 @pytest.mark.parametrize('text', [None, 'not json', '{"id": "port-1"}', '[{"type": "binding_failed"}]', '[null]'])
 def test_a_cache_the_module_cannot_read_has_no_defects(text):
     with pytest.raises(network_info.CacheUnreadable):
         network_info.parse_cache(text)
-    assert auditing.cache_defects(text) == ([], {})
+    assert info_caches.cache_defects(text) == ([], {})
 
 
 def flagged_by_text(text):
     """What the scan of _info_cache_rows flags, on the text as Nova writes it (LIKE BINARY and the count
     of NETWORK_MARK against the number of VIFs, both exact byte comparisons)."""
-    return any(marker in text for marker in auditing.CACHE_MARKERS) or \
-        len(network_info.parse_cache(text)) > text.count(auditing.NETWORK_MARK)
+    return any(marker in text for marker in info_caches.CACHE_MARKERS) or \
+        len(network_info.parse_cache(text)) > text.count(info_caches.NETWORK_MARK)
 
 
 @pytest.mark.parametrize('entry, classes', [case[1:] for case in CASES], ids=[case[0] for case in CASES])
