@@ -156,8 +156,8 @@ def test_mappings_are_queued_for_delete_once():
     mappings = {UUID: dict(id=1, instance_uuid=UUID, queued_for_delete=0, updated_at=EARLIER),
                 OTHER: dict(id=2, instance_uuid=OTHER, queued_for_delete=1, updated_at=EARLIER)}
     assert instance_records.plan_mappings(plan, 'nova_api_db', mappings, STAMP) == {UUID}
-    assert [(change.key, change.after) for change in plan.changes] == [({'id': 1}, dict(queued_for_delete=1,
-                                                                                          updated_at=SHOWN))]
+    queued = [(change.key, change.after) for change in plan.changes]
+    assert queued == [({'id': 1}, dict(queued_for_delete=1, updated_at=SHOWN))]
 
 
 def test_a_purge_deletes_the_api_records_and_the_allocations():
