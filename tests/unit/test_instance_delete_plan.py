@@ -227,6 +227,11 @@ def test_a_volume_attached_elsewhere_stays_in_use_and_a_migrating_one_keeps_its_
     assert status == ('available', 'detached') and 'volumes' not in [change['table'] for change in _changes]
     untouched, status = cinder.detach_changes(volume(), [attachment('a1')], STAMP, detaching=set())
     assert untouched == [] and status == ('in-use', 'attached')
+    # A reset to detached (cinder_volume_state) with no attachment row left still drops attached_mode.
+    mode = dict(id=3, volume_id='vol', key='attached_mode', deleted=0, deleted_at=None)
+    reset, status = cinder.detach_changes(dict(volume(), attach_status='detached', status='available'), [], STAMP,
+                                          admin_metadata=[mode, dict(mode, id=4, volume_id='vol2')])
+    assert [change['key'] for change in reset] == [{'id': 3}] and status == ('available', 'detached')
 
 
 def test_plan_detach_detaches_each_volume_of_the_instances():

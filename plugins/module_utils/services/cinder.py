@@ -354,7 +354,8 @@ def detach_changes(volume, attachments, stamp, detaching=None, specs=(), admin_m
     ``attachment_destroy`` do, each gets ``attach_status = detached`` and
     ``detach_time`` and is soft-deleted, its ``attachment_specs`` (of ``specs``) are
     soft-deleted, and the volume's ``attached_mode`` admin metadata (of
-    ``admin_metadata``) is soft-deleted. The status comes from the attachments that
+    ``admin_metadata``; pass none where the caller retires all of it) is
+    soft-deleted, as the volume manager does after every detach. The status comes from the attachments that
     stay (:func:`volume_status_after_detach`); with ``set_status`` the ``volumes`` row
     gets it when it differs (its ``updated_at`` kept, as Cinder keeps it).
     """
@@ -374,14 +375,13 @@ def detach_changes(volume, attachments, stamp, detaching=None, specs=(), admin_m
                             after=dict(attach_status='detached', detach_time=stamp, deleted=1, deleted_at=stamp),
                             expect=dict(instance_uuid=row['instance_uuid'], volume_id=row['volume_id']),
                             note="Cinder's detach: the attachment is detached and soft-deleted"))
-    if gone:
-        for row in admin_metadata:
-            if row['key'] == 'attached_mode' and row['volume_id'] == volume['id']:
-                changes.append(dict(table='volume_admin_metadata', key={'id': row['id']},
-                                    before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
-                                    after=dict(deleted=1, deleted_at=stamp),
-                                    expect=dict(volume_id=row['volume_id'], key='attached_mode'),
-                                    note='Cinder drops attached_mode when it finishes a detach'))
+    for row in admin_metadata:
+        if row['key'] == 'attached_mode' and row['volume_id'] == volume['id']:
+            changes.append(dict(table='volume_admin_metadata', key={'id': row['id']},
+                                before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
+                                after=dict(deleted=1, deleted_at=stamp),
+                                expect=dict(volume_id=row['volume_id'], key='attached_mode'),
+                                note='Cinder drops attached_mode when it finishes a detach'))
     remaining = [row for row in attachments if row['id'] not in gone_ids]
     status, attach_status = volume_status_after_detach(volume, remaining)
     if set_status and (status, attach_status) != (volume['status'], volume['attach_status']):
