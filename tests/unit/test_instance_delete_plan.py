@@ -5,10 +5,11 @@ import datetime
 import pytest
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import plan as planning
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import cells as nova_cells
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import instance_records
+from ansible_collections.stackmender.openstack.plugins.modules.nova_instance_delete import NovaInstanceDelete
 
 STAMP = datetime.datetime(2026, 11, 22, 3, 4, 5)
 EARLIER = datetime.datetime(2026, 11, 1, 1, 2, 3)
@@ -245,3 +246,39 @@ def test_plan_detach_detaches_each_volume_of_the_instances():
     assert [(change.table, change.key_value) for change in plan.changes] == [
         ('volume_attachment', 'a1'), ('volumes', 'vol'), ('volume_attachment', 'b1')]
     assert instance_records.plan_detach(planning.Plan(), 'cinder_db', None, STAMP) == set()
+
+
+# ------------------------------------------------------------------------------- the API path's wait
+
+class Server:
+    def __init__(self, vm_state, task_state, status='ACTIVE'):
+        self.id, self.status, self.vm_state, self.task_state, self.compute_host = UUID, status, vm_state, task_state, 'c7'
+
+
+class NotFound(Exception):
+    status_code = 404
+
+
+class Compute:
+    def __init__(self, servers):
+        self.servers = servers
+
+    def get_server(self, uuid):
+        if uuid not in self.servers:
+            raise NotFound(uuid)
+        return self.servers[uuid]
+
+
+def pending(servers):
+    module = NovaInstanceDelete.__new__(NovaInstanceDelete)
+    module._conn = type('Conn', (), {'compute': Compute(servers)})()
+    plan = planning.Plan()
+    plan.results['instances'] = [dict(instance=UUID), dict(instance=OTHER)]
+    return module.api_pending(plan)
+
+
+def test_the_wait_ends_when_nova_no_longer_shows_the_instances_and_fails_at_once_on_a_failed_delete():
+    assert pending({}) == {}
+    assert pending({UUID: Server('active', 'deleting')}) == {UUID: 'ACTIVE (vm_state active, task_state deleting)'}
+    with pytest.raises(ApiError, match='the delete of instance %s failed' % UUID):
+        pending({UUID: Server('error', None, status='ERROR')})
