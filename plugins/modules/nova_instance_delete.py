@@ -15,9 +15,9 @@ description:
   - Deletes one or many Nova instances and every record that belongs to them. It is the repair for
     instances stuck on a compute host that died, and the safe form of the hand SQL that deletes one.
   - With O(method=api) (or V(auto) when a cloud is configured) it uses the Compute API through
-    openstacksdk. It calls C(DELETE /servers/{id}) for each instance and waits up to O(timeout) seconds
-    until Nova no longer returns it. When the instance's C(nova-compute) is down, Nova deletes the
-    instance itself without the compute host (its local delete). It releases the ports, deletes the
+    openstacksdk. It calls C(DELETE /servers/{id}) for each instance and, with O(wait), waits up to
+    O(timeout) seconds until Nova no longer returns it. When the instance's C(nova-compute) is down, Nova
+    deletes the instance itself without the compute host (its local delete). It releases the ports, deletes the
     Cinder attachments, deletes the placement allocations and retires the database rows.
   - An instance in C(vm_state) C(resized) is first reset to C(error) with C(os-resetState). Otherwise Nova's
     delete confirms the resize on the source compute and waits for a host that does not answer.
@@ -81,12 +81,20 @@ options:
     type: int
     default: 60
     version_added: 0.1.0
+  wait:
+    description:
+      - On the API path, wait until Nova no longer shows the instances. A delete that failed (C(vm_state)
+        C(error) with no task left) fails the task at once.
+      - With V(false) the task ends once Nova accepted the calls; nothing is read back.
+    type: bool
+    default: true
+    version_added: 0.1.0
   timeout:
     description:
-      - Seconds the API path waits for Nova to finish the deletes. A timeout fails the task. The deletes
-        Nova accepted go on.
+      - Seconds the API path waits (O(wait)) for Nova to finish the deletes. A timeout fails the task,
+        naming each instance not deleted yet with its state. The deletes Nova accepted go on.
     type: int
-    default: 300
+    default: 180
     version_added: 0.1.0
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
@@ -246,19 +254,19 @@ notes:
   elements: str
 '''
 
-import time
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
-from ansible_collections.stackmender.openstack.plugins.module_utils.services import nova
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cells as nova_cells
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import instance_records
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import placement
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.services.nova import FINISHED_MIGRATION_STATUSES
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import DELETE, Plan, now
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import Plan, now
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import (
     RemediationModule,
     api_or_db,
     db_only,
+    wait_argument_spec,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import uuid_list
 
@@ -266,7 +274,6 @@ NOVA_API = 'nova_api_db'
 PLACEMENT = 'placement_db'
 CINDER = 'cinder_db'
 MICROVERSION = '2.1'
-POLL_SECONDS = 2
 
 
 class NovaInstanceDelete(RemediationModule):
@@ -275,37 +282,29 @@ class NovaInstanceDelete(RemediationModule):
         instance=dict(type='list', elements='str', required=True, aliases=['instances']),
         purge=dict(type='bool', default=False),
         service_down_time=dict(type='int', default=60),
-        timeout=dict(type='int', default=300),
+        **wait_argument_spec()
     )
-
-    def validate(self):
-        self.instance_ids = uuid_list(self.params['instance'], 'instance')
-        for option in ('service_down_time', 'timeout'):
-            if self.params[option] <= 0:
-                raise InputError('%s must be a positive number of seconds, not %s' % (option, self.params[option]))
-        self.deleted = []
-        self.gone = []  # purged uuids of which no cell and nothing in nova_api has a trace (see _refuse_absent)
-
-    # ---------------------------------------------------------------- method
-
     uses_nova_cells = True
     method_policy = api_or_db("Nova's own delete does everything this module would, and a cloud is configured")
     purge_policy = db_only('purge deletes database rows, which the Compute API cannot do')
+    waits = True
+    pending_what = 'instance(s) not deleted yet'
+
+    def validate(self):
+        self.instance_ids = uuid_list(self.params['instance'], 'instance')
+        if self.params['service_down_time'] <= 0:
+            raise InputError('service_down_time must be a positive number of seconds, not %s'
+                             % self.params['service_down_time'])
 
     def methods(self):
         return self.purge_policy if self.params['purge'] else self.method_policy
 
-    # ---------------------------------------------------------------- results
-
     def describe(self, plan):
+        count = len(plan.results.get('instances', []))
         if plan.calls:
-            return '%d instance(s) to delete through the Compute API: %d API call(s)' % (
-                len(self.deleted), len(plan.calls))
-        return '%d instance(s) to %s: %d row change(s)' % (
-            len(self.deleted), 'purge' if self.params['purge'] else 'soft-delete', len(plan.changes))
-
-    def add_results(self, result):
-        result['instances'] = self.deleted
+            return '%d instance(s) to delete through the Compute API: %d API call(s)' % (count, len(plan.calls))
+        return '%d instance(s) to %s: %d row change(s)' % (count, 'purge' if self.params['purge'] else 'soft-delete',
+                                                           len(plan.changes))
 
     # ============================================================ database path
 
@@ -316,362 +315,86 @@ class NovaInstanceDelete(RemediationModule):
         cells = self.nova_cells()
         for cell in cells:
             instance_records.require_cell_schema(self.schema(cell.name, 'nova'), purge and not cell.is_cell0)
-        found = self._find(cells, plan)
-        plan.stop_if_never_overridden()
-        by_cell = {}
-        for uuid in self.instance_ids:
-            row = found.get(uuid)
-            if row is not None:
-                by_cell.setdefault(row['cell'].name, []).append(row)
-        touched = []
-        for cell in cells:
-            rows = by_cell.get(cell.name)
-            if rows:
-                touched.extend(self._plan_cell(cell, rows, plan, stamp))
-        plan.stop_if_never_overridden()
-        uuids = [uuid for uuid in self.instance_ids if uuid in found or (purge and uuid in self.gone)]
-        api_changed = self._plan_api_rows(uuids, plan, stamp) if NOVA_API in self.targets else set()
-        placement_changed = self._plan_placement(uuids, plan) if PLACEMENT in self.targets else set()
-        cinder_changed = self._plan_cinder(uuids, plan, stamp) if CINDER in self.targets else set()
-        changed = set(touched) | api_changed | placement_changed | cinder_changed
-        for uuid in self.instance_ids:
-            row = found.get(uuid)
-            if uuid not in changed:
-                if row is None:
-                    plan.note('instance %s is in no cell: nothing of it is left to purge' % uuid)
-                else:
-                    plan.note('instance %s is already deleted%s' % (uuid, ' and purged' if purge else ''))
-                continue
-            self.deleted.append(dict(instance=uuid, cell=row['cell'].name if row else None,
-                                     host=row['host'] if row else None, vm_state=row['vm_state'] if row else None,
-                                     task_state=row['task_state'] if row else None,
-                                     action=self._action(row, purge)))
-        if changed:
-            self._warn_followups(plan, found, changed)
-        return plan
-
-    @staticmethod
-    def _action(row, purge):
-        if purge:
-            return 'purge'
-        return 'soft-delete' if row and not row['deleted'] else 'cleanup'
-
-    def _find(self, cells, plan):
-        """{uuid: instance row}: the live row, else the newest deleted one; refuses what cannot be deleted here."""
         by_uuid = nova.instance_rows(cells, ', '.join('`%s`' % column for column in instance_records.INSTANCE_COLUMNS),
                                      uuids=self.instance_ids)
-        found = {}
-        missing = []
-        for uuid in self.instance_ids:
-            rows = by_uuid.get(uuid, [])
-            live = [row for row in rows if not row['deleted']]
-            evidence = [self._shown_instance(row) for row in rows]
-            if len(live) > 1:
-                plan.refuse('instance_in_several_cells', 'instance %s has live rows in several cells (%s)'
-                            % (uuid, ', '.join(row['cell'].name for row in live)), evidence, never=True)
-                continue
-            row = live[0] if live else (rows[-1] if rows else None)
-            if row is None:
-                missing.append(uuid)
-                continue
-            if row['cell'].is_cell0:
-                plan.refuse('cell0', 'instance %s is in cell0 (it was never scheduled); the database path never '
-                            'writes cell0: delete it through the API (method=api), where Nova needs no compute '
-                            'host for it' % uuid, evidence, never=True)
-                continue
-            found[uuid] = row
-        if missing:
-            self._refuse_absent(missing, plan)
-        return found
-
-    def _refuse_absent(self, missing, plan):
-        """Instances in none of the cells read: purged only when Nova has no trace of them anywhere."""
-        absent = self.absent_instances(missing)
-        unknown = []
-        for uuid in missing:
-            absence = absent[uuid]
-            if absence.kind == 'building':
-                plan.refuse('build_request', '%s (method=api)' % absence.explain(), absence.evidence, never=True)
-            elif not self.params['purge']:
-                unknown.append(absence.explain())
-            elif not absence.gone:
-                plan.refuse('instance_not_in_cells_read', '%s: its nova_api records, allocations and volumes '
-                            'are not purged' % absence.explain(), absence.evidence, never=True)
-        if unknown:
-            raise InputError('nothing to delete: %s' % '; '.join(unknown))
-        self.gone = [uuid for uuid in missing if absent[uuid].gone]
-
-    @staticmethod
-    def _shown_instance(row):
-        shown = dict((column, row.get(column)) for column in ('id', 'uuid', 'host', 'node', 'vm_state', 'task_state',
-                                                              'disable_terminate', 'deleted') if column in row)
-        shown['cell'] = row['cell'].name
-        return shown
-
-    # ------------------------------------------------------------- services
-
-    def _compute_services(self, cell, hosts):
-        """{host: its first live nova-compute service}, each telling whether it is up."""
-        found = {}
-        for row in nova.compute_services(cell, sorted(hosts), self.params['service_down_time']):
-            found.setdefault(row['host'], row)
-        return found
-
-    # ---------------------------------------------------------- cell rows
+        found, missing = instance_records.pick_instances(plan, self.instance_ids, by_uuid)
+        gone = instance_records.gone_instances(plan, missing, self.absent_instances(missing), purge) if missing else []
+        plan.stop_if_never_overridden()
+        changed = set()
+        for cell in cells:
+            rows = [found[uuid] for uuid in self.instance_ids if uuid in found and found[uuid]['cell'] is cell]
+            if rows:
+                changed |= self._plan_cell(cell, rows, plan, stamp)
+        plan.stop_if_never_overridden()
+        uuids = [uuid for uuid in self.instance_ids if uuid in found or uuid in gone]
+        if NOVA_API in self.targets:
+            changed |= self._plan_nova_api(uuids, plan, stamp)
+        if PLACEMENT in self.targets:
+            session = self.session(PLACEMENT)
+            placement.require_schema(self.schema(PLACEMENT, 'placement'), 'delete the allocations of the instances')
+            changed |= instance_records.plan_allocations(plan, PLACEMENT, placement.allocations_of(session, uuids),
+                                                         placement.consumers_by_uuid(session, uuids),
+                                                         placement.ALLOCATION_COLUMNS)
+        if CINDER in self.targets:
+            session = self.session(CINDER)
+            instance_records.require_cinder_schema(self.schema(CINDER, 'cinder'))
+            changed |= instance_records.plan_detach(plan, CINDER, instance_records.cinder_rows(session, uuids), stamp)
+        plan.results['instances'] = instance_records.delete_report(plan, self.instance_ids, found, changed, purge)
+        if changed:
+            bdms = instance_records.instance_volume_bdms(found, changed)
+            for message in instance_records.followup_warnings(bdms, changed, self.targets):
+                plan.warn(message)
+        return plan
 
     def _plan_cell(self, cell, rows, plan, stamp):
-        """Plan one cell's rows; returns the uuids with a change."""
+        """Guard and plan one cell's rows; returns the uuids with a change."""
         purge = self.params['purge']
-        live = [row for row in rows if not row['deleted']]
         uuids = [row['uuid'] for row in rows]
-        self._guard_live(cell, live, plan)
-        changed = set()
-        if purge:
-            for table, column in instance_records.BLOCKING_TABLES:
-                if self.schema(cell.name, 'nova').has(table, column):
-                    for blocking in instance_records.rows_of(cell.session, table, column, uuids, live_only=False):
-                        plan.refuse('purge_blocked', 'instance %s has %s rows, which no Nova delete removes and '
-                                    'which keep its row by foreign key; remove them first or do not purge'
-                                    % (blocking[column], table), [dict(blocking, table=table)], never=True)
-            events, actions = instance_records.action_rows(cell.session, uuids)
-            by_action = dict((row['id'], row['instance_uuid']) for row in actions)
-            for row in events:
-                self._purge_row(plan, cell, 'instance_actions_events', row, 'an event of an action of the instance')
-                changed.add(by_action[row['action_id']])
-            for row in actions:
-                self._purge_row(plan, cell, 'instance_actions', row, 'an action of the instance')
-                changed.add(row['instance_uuid'])
-        # The instance first, as instance_destroy does; a purge deletes it last (its children reference it).
-        if not purge:
-            for row in live:
-                plan.change(cell.name, 'instances', {'id': row['id']},
-                            before=dict(vm_state=row['vm_state'], task_state=row['task_state'],
-                                        progress=row['progress'], terminated_at=row['terminated_at'],
-                                        updated_at=row['updated_at'], deleted=row['deleted'],
-                                        deleted_at=row['deleted_at']),
-                            after=dict(vm_state='deleted', task_state=None, progress=0, terminated_at=stamp,
-                                       updated_at=stamp, deleted_at=stamp),
-                            from_key=('deleted',), expect=dict(uuid=row['uuid'], host=row['host']),
-                            note="Nova's local delete: vm_state deleted, no task, terminated, then soft-deleted")
-                changed.add(row['uuid'])
-        for table, column in instance_records.CHILD_TABLES:
-            for row in instance_records.rows_of(cell.session, table, column, uuids, live_only=not purge):
-                changed.add(row[column])
-                if purge:
-                    self._purge_row(plan, cell, table, row, 'a row of the instance (hard delete, as instance_destroy '
-                                                            'with hard_delete does)')
-                    continue
-                plan.change(cell.name, table, {'id': row['id']},
-                            before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
-                            after=dict(deleted_at=stamp), from_key=('deleted',), expect={column: row[column]},
-                            note="soft-delete as Nova's instance_destroy does (deleted = id, updated_at kept)")
-        for table, column in instance_records.HARD_DELETED_TABLES:
-            for row in instance_records.rows_of(cell.session, table, column, uuids, live_only=False,
-                                       columns='id, %s' % instance_records.quote_identifier(column)):
-                changed.add(row[column])
-                plan.change(cell.name, table, {'id': row['id']}, action=DELETE, before=dict(row),
-                            note='instance_destroy deletes them (the table has no deleted column)')
-        table, column, key = instance_records.TAG_TABLE
-        # Keyed by the pair: the executor deletes exactly these rows and the journal keeps each one for undo.
-        for row in instance_records.rows_of(cell.session, table, column, uuids, live_only=False, order=key,
-                                   columns=', '.join(instance_records.quote_identifier(part) for part in key)):
-            changed.add(row[column])
-            plan.change(cell.name, table, dict((part, row[part]) for part in key), action=DELETE, before=dict(row),
-                        note='instance_destroy deletes the tags of the instance')
-        if purge:
-            for row in rows:
-                self._purge_row(plan, cell, 'instances', row, 'the instance (hard delete)')
-                changed.add(row['uuid'])
-        return changed
+        live = [row for row in rows if not row['deleted']]
+        if live:
+            services = {}
+            for row in nova.compute_services(cell, sorted(set(row['host'] for row in live if row['host'])),
+                                             self.params['service_down_time']):
+                services.setdefault(row['host'], row)
+            instance_records.guard_live(plan, live, services,
+                                        instance_records.live_migrations(cell.session, [row['uuid'] for row in live]),
+                                        self.params['service_down_time'])
+        schema = self.schema(cell.name, 'nova')
+        found = instance_records.cell_rows(cell.session, uuids, purge, schema.has)
+        return instance_records.plan_cell(plan, cell.name, rows, found, stamp, purge)
 
-    def _purge_row(self, plan, cell, table, row, why):
-        plan.change(cell.name, table, {'id': row['id']}, action=DELETE, before=instance_records.shown(row),
-                    note='purge %s' % why)
-
-    def _guard_live(self, cell, live, plan):
-        if not live:
-            return
-        services = self._compute_services(cell, set(row['host'] for row in live if row['host']))
-        migrations = instance_records.rows_of(cell.session, 'migrations', 'instance_uuid', [row['uuid'] for row in live],
-                                     columns='id, uuid, instance_uuid, status, migration_type, source_compute, '
-                                             'dest_compute, deleted')
-        for row in live:
-            shown = self._shown_instance(row)
-            service = services.get(row['host'])
-            if service is not None and service['up']:
-                plan.refuse('compute_service_up', 'the nova-compute service of host %s is up (last report %s s ago, '
-                            'service_down_time %s): delete instance %s through the API (method=api); that compute '
-                            'deletes its guest' % (row['host'], service['seconds_since_report'],
-                                                   self.params['service_down_time'], row['uuid']), [service, shown])
-            if row['task_state'] and row['task_state'] not in instance_records.DELETE_TASK_STATES:
-                plan.refuse('task_in_progress', 'instance %s has task_state %s in progress'
-                            % (row['uuid'], row['task_state']), [shown])
-            unfinished = [migration for migration in migrations if migration['instance_uuid'] == row['uuid']
-                          and migration['status'] not in FINISHED_MIGRATION_STATUSES]
-            if unfinished:
-                plan.refuse('migration_in_progress', 'instance %s has %d unfinished migration(s)'
-                            % (row['uuid'], len(unfinished)), unfinished)
-            if row['disable_terminate']:
-                plan.refuse('termination_disabled', 'instance %s has disable_terminate set; Nova itself would not '
-                            'delete it' % row['uuid'], [shown])
-
-    # ------------------------------------------------------------ nova_api
-
-    def _plan_api_rows(self, uuids, plan, stamp):
+    def _plan_nova_api(self, uuids, plan, stamp):
         session = self.session(NOVA_API)
         schema = self.schema(NOVA_API, 'nova_api')
         schema.require('instance_mappings', ('id', 'instance_uuid', 'cell_id', 'queued_for_delete', 'updated_at'),
                        purpose='mark the instance mapping queued for delete')
-        changed = set()
-        if self.params['purge']:
-            schema.require('request_specs', ('id', 'instance_uuid'), purpose='purge the request specs')
-            schema.require('instance_group_member', ('id', 'instance_uuid'), purpose='purge server group memberships')
-            for table, column in instance_records.API_PURGED_TABLES:
-                for row in instance_records.rows_of(session, table, column, uuids, live_only=False,
-                                           columns='id, %s' % instance_records.quote_identifier(column)):
-                    plan.change(NOVA_API, table, {'id': row['id']}, action=DELETE, before=dict(row),
-                                note='archive_deleted_rows deletes the API records of a purged instance')
-                    changed.add(row[column])
-            return changed
-        for row in instance_records.rows_of(session, 'instance_mappings', 'instance_uuid', uuids, live_only=False,
-                                   columns='id, instance_uuid, queued_for_delete, updated_at'):
-            if not row['queued_for_delete']:
-                plan.change(NOVA_API, 'instance_mappings', {'id': row['id']},
-                            before=dict(queued_for_delete=row['queued_for_delete'], updated_at=row['updated_at']),
-                            after=dict(queued_for_delete=1, updated_at=stamp),
-                            expect=dict(instance_uuid=row['instance_uuid']),
-                            note="Nova's delete marks the mapping queued_for_delete")
-                changed.add(row['instance_uuid'])
-        return changed
-
-    # ------------------------------------------------------------ placement
-
-    def _plan_placement(self, uuids, plan):
-        session = self.session(PLACEMENT)
-        placement.require_schema(self.schema(PLACEMENT, 'placement'), 'delete the allocations of the instances')
-        changed = set()
-        for row in placement.allocations_of(session, uuids):
-            plan.change(PLACEMENT, 'allocations', {'id': row['id']}, action=DELETE,
-                        before=dict((column, row[column]) for column in placement.ALLOCATION_COLUMNS),
-                        note='DELETE /allocations/{consumer}, as Nova asks placement when it deletes locally')
-            changed.add(row['consumer_id'])
-        consumers = placement.consumers_by_uuid(session, uuids)
-        for uuid in sorted(consumers):
-            row = consumers[uuid]
-            plan.change(PLACEMENT, 'consumers', {'id': row['id']}, action=DELETE,
-                        before=dict(uuid=row['uuid'], generation=row['generation'], updated_at=row['updated_at']),
-                        note='a consumer left without allocations is deleted, as placement does')
-            changed.add(uuid)
-        return changed
-
-    # --------------------------------------------------------------- cinder
-
-    def _plan_cinder(self, uuids, plan, stamp):
-        session = self.session(CINDER)
-        schema = self.schema(CINDER, 'cinder')
-        purpose = 'detach the volumes of the instances'
-        schema.require('volume_attachment', ('id', 'volume_id', 'instance_uuid', 'attach_status', 'detach_time',
-                                             'deleted', 'deleted_at'), purpose=purpose)
-        schema.require('volumes', ('id', 'status', 'attach_status', 'migration_status', 'deleted'), purpose=purpose)
-        schema.require('volume_admin_metadata', ('id', 'volume_id', 'key', 'deleted', 'deleted_at'), purpose=purpose)
-        schema.require('attachment_specs', ('id', 'attachment_id', 'deleted', 'deleted_at'), purpose=purpose)
-        detached = instance_records.rows_of(session, 'volume_attachment', 'instance_uuid', uuids,
-                                   columns='id, volume_id, instance_uuid, attach_status, detach_time, deleted, '
-                                           'deleted_at')
-        if not detached:
-            return set()
-        ids = [row['id'] for row in detached]
-        volume_ids = sorted(set(row['volume_id'] for row in detached))
-        specs = instance_records.rows_of(session, 'attachment_specs', 'attachment_id', ids,
-                                columns='id, attachment_id, deleted, deleted_at')
-        for row in specs:
-            plan.change(CINDER, 'attachment_specs', {'id': row['id']},
-                        before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
-                        after=dict(deleted=1, deleted_at=stamp), expect=dict(attachment_id=row['attachment_id']),
-                        note="soft-deleted with its attachment, as Cinder's attachment_destroy does")
-        for row in detached:
-            plan.change(CINDER, 'volume_attachment', {'id': row['id']},
-                        before=dict(attach_status=row['attach_status'], detach_time=row['detach_time'],
-                                    deleted=row['deleted'], deleted_at=row['deleted_at']),
-                        after=dict(attach_status='detached', detach_time=stamp, deleted=1, deleted_at=stamp),
-                        expect=dict(instance_uuid=row['instance_uuid'], volume_id=row['volume_id']),
-                        note="Cinder's attachment delete: detached and soft-deleted")
-        metadata = instance_records.rows_of(session, 'volume_admin_metadata', 'volume_id', volume_ids,
-                                   columns='id, volume_id, `key`, deleted, deleted_at')
-        for row in metadata:
-            if row['key'] == 'attached_mode':
-                plan.change(CINDER, 'volume_admin_metadata', {'id': row['id']},
-                            before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
-                            after=dict(deleted=1, deleted_at=stamp),
-                            expect=dict(volume_id=row['volume_id'], key='attached_mode'),
-                            note='Cinder drops attached_mode when it finishes a detach')
-        others = instance_records.rows_of(session, 'volume_attachment', 'volume_id', volume_ids,
-                                 columns='id, volume_id, instance_uuid, attach_status')
-        volumes = instance_records.rows_of(session, 'volumes', 'id', volume_ids,
-                                  columns='id, status, attach_status, migration_status, deleted')
-        for volume in volumes:
-            remaining = [row for row in others if row['volume_id'] == volume['id'] and row['id'] not in ids]
-            status, attach_status = instance_records.volume_status_after_detach(volume, remaining)
-            if (status, attach_status) != (volume['status'], volume['attach_status']):
-                plan.change(CINDER, 'volumes', {'id': volume['id']},
-                            before=dict(status=volume['status'], attach_status=volume['attach_status']),
-                            after=dict(status=status, attach_status=attach_status),
-                            expect=dict(migration_status=volume['migration_status'], deleted=0),
-                            note='the status Cinder gives a volume from its remaining attachments (%d)'
-                                 % len(remaining))
-        return set(row['instance_uuid'] for row in detached)
-
-    def _warn_followups(self, plan, found, changed):
-        cells = {}
-        for uuid in changed:
-            row = found.get(uuid)
-            if row is not None:
-                cells.setdefault(row['cell'].name, (row['cell'], []))[1].append(uuid)
-        volumes = []
-        for name in sorted(cells):
-            cell, uuids = cells[name]
-            for row in instance_records.rows_of(cell.session, 'block_device_mapping', 'instance_uuid', uuids, live_only=False,
-                                       columns='id, instance_uuid, volume_id, destination_type, '
-                                               'delete_on_termination'):
-                if row['destination_type'] == 'volume' and row['volume_id']:
-                    volumes.append(row)
-        keep = sorted(set(row['volume_id'] for row in volumes if row['delete_on_termination']))
-        if keep:
-            plan.warn('volume(s) %s were to be deleted with their instance (delete_on_termination); they are only '
-                      'detached: delete them with openstack volume delete if they are no longer wanted'
-                      % ', '.join(keep))
-        if volumes and CINDER not in self.targets:
-            names = ', '.join(sorted(set(row['volume_id'] for row in volumes)))
-            plan.warn('Cinder was not given (cinder_db): the attachments of volume(s) %s remain; delete them with '
-                      'openstack volume attachment delete' % names)
-        if PLACEMENT not in self.targets:
-            plan.warn('placement was not given (placement_db): delete the allocations of %s with openstack resource '
-                      'provider allocation delete UUID' % ', '.join(sorted(changed)))
-        if NOVA_API not in self.targets:
-            plan.warn('nova_api was not given (nova_db only): the instance mapping(s) of %s are not marked '
-                      'queued_for_delete' % ', '.join(sorted(changed)))
-        plan.warn('delete (or unbind) the Neutron ports of %s: openstack port list --device-id UUID; the database '
-                  'path cannot release them' % ', '.join(sorted(changed)))
+        if not self.params['purge']:
+            return instance_records.plan_mappings(plan, NOVA_API, nova_cells.instance_mappings(session, uuids), stamp)
+        schema.require('request_specs', ('id', 'instance_uuid'), purpose='purge the request specs')
+        schema.require('instance_group_member', ('id', 'instance_uuid'), purpose='purge server group memberships')
+        return instance_records.plan_api_purge(plan, NOVA_API, dict(
+            (table, instance_records.rows_of(session, table, column, uuids, live_only=False,
+                                             columns='id, %s' % instance_records.quote_identifier(column)))
+            for table, column in instance_records.API_PURGED_TABLES))
 
     # ================================================================ API path
 
     def plan_api(self):
         plan = Plan()
-        compute = self.conn.compute
         services = {}
+        deleted = plan.results['instances'] = []
         for uuid in self.instance_ids:
             server = self._api_server(uuid)
             if server is None:
                 plan.note('instance %s is already deleted' % uuid)
                 continue
-            shown = self._shown_server(server)
             host = server.compute_host
             if host and host not in services:
-                services[host] = [service for service in compute.services(binary='nova-compute', host=host)
+                services[host] = [service for service in self.conn.compute.services(binary='nova-compute', host=host)
                                   if service.host == host]
-            service = services.get(host, [None])[0] if services.get(host) else None
+            service = services[host][0] if services.get(host) else None
             up = service is not None and service.state == 'up' and not service.is_forced_down
-            evidence = [shown] + ([self._shown_service(service)] if service is not None else [])
+            evidence = [self._shown_server(server)] + ([self._shown_service(service)] if service is not None else [])
             if up and server.task_state in instance_records.DELETE_TASK_STATES:
                 plan.refuse('delete_already_cast', 'instance %s is already %s on host %s, whose nova-compute '
                             'Nova counts as up: Nova ignores another delete until that compute finishes it. If '
@@ -686,8 +409,7 @@ class NovaInstanceDelete(RemediationModule):
             if server.vm_state == 'resized':
                 body = {'os-resetState': {'state': 'error'}}
                 plan.call('compute', 'POST /servers/%s/action os-resetState' % uuid, body['os-resetState'],
-                          (lambda server_id=uuid, body=body: self._post(
-                              '/servers/%s/action' % server_id, body)),
+                          (lambda server_id=uuid, body=body: self._post('/servers/%s/action' % server_id, body)),
                           microversion=MICROVERSION, resource='servers/%s' % uuid,
                           note="a resized instance makes Nova's delete confirm the resize on the source compute "
                                "first; reset to error so the delete does not wait for it",
@@ -701,11 +423,28 @@ class NovaInstanceDelete(RemediationModule):
                       before=dict(status=server.status, vm_state=server.vm_state, task_state=server.task_state,
                                   host=host),
                       after=dict(status='DELETED'))
-            self.deleted.append(dict(instance=uuid, host=host, vm_state=server.vm_state,
-                                     task_state=server.task_state, action='api-delete',
-                                     compute_service='down' if host and not up else ('up' if up else None)))
+            deleted.append(dict(instance=uuid, host=host, vm_state=server.vm_state, task_state=server.task_state,
+                                action='api-delete',
+                                compute_service='down' if host and not up else ('up' if up else None)))
         plan.stop_if_never_overridden()
         return plan
+
+    def api_pending(self, plan):
+        """The instances Nova still shows; a delete that failed (vm_state error, no task left) fails at once."""
+        pending = {}
+        for entry in plan.results['instances']:
+            uuid = entry['instance']
+            try:
+                server = self.conn.compute.get_server(uuid)
+            except Exception as error:
+                if getattr(error, 'status_code', None) == 404:
+                    continue
+                raise api.translate(error, 'reading back instance %s' % uuid)
+            if server.vm_state == 'error' and not server.task_state:
+                raise ApiError('the delete of instance %s failed: Nova shows it in vm_state error with no task '
+                               'left; see its fault (openstack server show)' % uuid, server=self._shown_server(server))
+            pending[uuid] = '%s (vm_state %s, task_state %s)' % (server.status, server.vm_state, server.task_state)
+        return pending
 
     def _api_server(self, uuid):
         """The server, or None when Nova no longer shows it (deleted); unknown ids are an input error."""
@@ -741,30 +480,6 @@ class NovaInstanceDelete(RemediationModule):
         if response.status_code == 404:
             return
         api.openstack.exceptions.raise_from_response(response)
-
-    def verify_api(self, plan):
-        compute = self.conn.compute
-        deadline = time.time() + self.params['timeout']
-        pending = [entry['instance'] for entry in self.deleted]
-        last = {}
-        while pending:
-            for uuid in list(pending):
-                try:
-                    server = compute.get_server(uuid)
-                except Exception as error:
-                    if getattr(error, 'status_code', None) == 404:
-                        pending.remove(uuid)
-                        continue
-                    raise api.translate(error, 'reading back instance %s' % uuid)
-                last[uuid] = self._shown_server(server)
-            if not pending:
-                break
-            if time.time() > deadline:
-                raise ApiError('%d instance(s) still exist %s s after their delete: %s. Nova keeps working on the '
-                               'deletes it accepted; re-run to check again'
-                               % (len(pending), self.params['timeout'], ', '.join(pending)),
-                               servers=[last[uuid] for uuid in pending if uuid in last])
-            time.sleep(POLL_SECONDS)
 
 
 def main():

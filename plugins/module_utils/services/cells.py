@@ -153,11 +153,12 @@ def same_database(first, second):
 
 
 def instance_mappings(api_session, uuids):
-    """{uuid: row} of the instance mappings of ``uuids`` (id, instance_uuid, cell_id, cell uuid and name)."""
+    """{uuid: row} of the instance mappings of ``uuids`` (id, instance_uuid, cell_id, queued_for_delete,
+    updated_at, cell uuid and name)."""
     found = {}
     for chunk in chunks(sorted(set(uuids))):
         for row in api_session.query(
-                'SELECT m.id, m.instance_uuid, m.cell_id, m.queued_for_delete, c.uuid AS cell_uuid, '
+                'SELECT m.id, m.instance_uuid, m.cell_id, m.queued_for_delete, m.updated_at, c.uuid AS cell_uuid, '
                 'c.name AS cell_name FROM instance_mappings m LEFT JOIN cell_mappings c ON c.id = m.cell_id '
                 'WHERE m.instance_uuid IN (%s) ORDER BY m.id' % placeholders(len(chunk)), chunk):
             found.setdefault(row['instance_uuid'], row)

@@ -317,3 +317,78 @@ def lost_operation_reset(status, migration_status, attached):
     if busy:
         status = LOST_OPERATION_STATUSES.get(status, 'in-use' if attached else 'available')
     return status, 'error' if migrating else ''
+
+
+# ---------------------------------------------------------------- detaching volumes
+# Used by nova_instance_delete (the attachments of a deleted instance) and cinder_volume_state.
+
+def volume_status_after_detach(volume, remaining):
+    """(status, attach_status) Cinder's ``volume_detached`` gives a volume after detaching.
+
+    ``remaining`` are the volume's live attachments that stay. Those in an
+    ``error_*`` state do not count; of the others the first attach_status in
+    alphabetical order decides (attached > attaching > detaching > reserved).
+    A volume being migrated or uploaded keeps its status.
+    """
+    states = sorted(row['attach_status'] for row in remaining
+                    if row['attach_status'] and not row['attach_status'].startswith('error_'))
+    attach_status = states[0] if states else 'detached'
+    status = {'attached': 'in-use', 'detached': 'available'}.get(attach_status, attach_status)
+    migration = volume.get('migration_status')
+    if attach_status == 'detached' and ((migration and migration not in ('success', 'error'))
+                                        or (not migration and volume['status'] == 'uploading')):
+        status = volume['status']
+    return status, attach_status
+
+
+def detach_changes(volume, attachments, stamp, detaching=None, specs=(), admin_metadata=(), set_status=True):
+    """The row changes of Cinder's detach of attachment(s) of ``volume``, and the status the volume then has.
+
+    Returns ``(changes, (status, attach_status))``; each change is a dict of
+    :meth:`Plan.change`'s arguments after the database option
+    (``plan.change('cinder_db', **change)``), in the order Cinder writes them.
+
+    ``attachments`` are the volume's live ``volume_attachment`` rows (id, volume_id,
+    instance_uuid, attach_status, detach_time, deleted, deleted_at); ``detaching`` the
+    ids of those to detach (None: every one). As ``volume_detached`` and
+    ``attachment_destroy`` do, each gets ``attach_status = detached`` and
+    ``detach_time`` and is soft-deleted, its ``attachment_specs`` (of ``specs``) are
+    soft-deleted, and the volume's ``attached_mode`` admin metadata (of
+    ``admin_metadata``; pass none where the caller retires all of it) is
+    soft-deleted, as the volume manager does after every detach. The status comes from the attachments that
+    stay (:func:`volume_status_after_detach`); with ``set_status`` the ``volumes`` row
+    gets it when it differs (its ``updated_at`` kept, as Cinder keeps it).
+    """
+    gone = [row for row in attachments if detaching is None or row['id'] in detaching]
+    gone_ids = set(row['id'] for row in gone)
+    changes = []
+    for row in specs:
+        if row['attachment_id'] in gone_ids:
+            changes.append(dict(table='attachment_specs', key={'id': row['id']},
+                                before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
+                                after=dict(deleted=1, deleted_at=stamp), expect=dict(attachment_id=row['attachment_id']),
+                                note="soft-deleted with its attachment, as Cinder's attachment_destroy does"))
+    for row in gone:
+        changes.append(dict(table='volume_attachment', key={'id': row['id']},
+                            before=dict(attach_status=row['attach_status'], detach_time=row['detach_time'],
+                                        deleted=row['deleted'], deleted_at=row['deleted_at']),
+                            after=dict(attach_status='detached', detach_time=stamp, deleted=1, deleted_at=stamp),
+                            expect=dict(instance_uuid=row['instance_uuid'], volume_id=row['volume_id']),
+                            note="Cinder's detach: the attachment is detached and soft-deleted"))
+    for row in admin_metadata:
+        if row['key'] == 'attached_mode' and row['volume_id'] == volume['id']:
+            changes.append(dict(table='volume_admin_metadata', key={'id': row['id']},
+                                before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
+                                after=dict(deleted=1, deleted_at=stamp),
+                                expect=dict(volume_id=row['volume_id'], key='attached_mode'),
+                                note='Cinder drops attached_mode when it finishes a detach'))
+    remaining = [row for row in attachments if row['id'] not in gone_ids]
+    status, attach_status = volume_status_after_detach(volume, remaining)
+    if set_status and (status, attach_status) != (volume['status'], volume['attach_status']):
+        changes.append(dict(table='volumes', key={'id': volume['id']},
+                            before=dict(status=volume['status'], attach_status=volume['attach_status']),
+                            after=dict(status=status, attach_status=attach_status),
+                            expect=dict(migration_status=volume['migration_status'], deleted=0),
+                            note='the status Cinder gives a volume from its remaining attachments (%d)'
+                                 % len(remaining)))
+    return changes, (status, attach_status)
