@@ -64,7 +64,9 @@ def test_a_check_job_runs_inside_the_image_as_awx_runs_it(image, ansible, dbs, c
     envvars = dict((name, value.replace(root, '/runner')) for name, value in job.envvars.items()
                    if name.startswith('STACKMENDER_'))
     job.write('env/envvars', dict(envvars, ANSIBLE_NOCOLOR='1'))
-    ran = podman('run', '--rm', '--network', 'host', '-v', '%s:/runner' % root,
+    # The job's files and the journal belong to root here (rootful podman): the job runs as root, not the
+    # image's default user 1000, or it could not read them.
+    ran = podman('run', '--rm', '--user', '0', '--network', 'host', '-v', '%s:/runner' % root,
                  '-v', '%s:%s' % (journal_dir, journal_dir), image,
                  'ansible-runner', 'run', '/runner', '-p', 'playbooks/journal_undo.yml', '--ident', 'check')
     assert ran.returncode == 0, (ran.stdout[-3000:], ran.stderr[-3000:])
