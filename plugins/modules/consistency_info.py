@@ -106,6 +106,20 @@ options:
       - Not written in check mode.
     type: path
     version_added: 0.1.0
+  history_file:
+    description:
+      - A JSON file that keeps the counts per class of the last runs (O(history_runs) of them). Each run that is
+        not in check mode adds its counts; the reports then show the trend of every class over those runs, as a
+        chart in the HTML page and a table in the Markdown.
+      - Give the same path to every scheduled run of the audit (the audit_run role does).
+    type: path
+    version_added: 0.1.0
+  history_runs:
+    description:
+      - How many runs O(history_file) keeps; the oldest are dropped.
+    type: int
+    default: 30
+    version_added: 0.1.0
   return_markdown:
     description:
       - Return the Markdown report in RV(markdown).
@@ -301,6 +315,11 @@ reports:
   returned: success
   type: dict
   sample: {markdown: /var/tmp/consistency.md, html: /var/tmp/consistency.html, written: true}
+history:
+  description: The history file (C(file)), how many runs it keeps now (C(runs)) and whether it was written (C(written)).
+  returned: when O(history_file) is given
+  type: dict
+  sample: {file: /var/lib/stackmender/audit/history.json, runs: 12, written: true}
 markdown:
   description: The Markdown report.
   returned: when O(return_markdown=true)
@@ -311,6 +330,8 @@ notes:
   type: list
   elements: str
 '''
+
+import json
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -334,6 +355,8 @@ def argument_spec():
         service_down_time=dict(type='int', default=60),
         report_markdown=dict(type='path'),
         report_html=dict(type='path'),
+        history_file=dict(type='path'),
+        history_runs=dict(type='int', default=30),
         return_markdown=dict(type='bool', default=False),
     )
 
@@ -367,17 +390,31 @@ def run(module):
     result['method'] = 'db'
     result['method_reason'] = 'the audit reads the databases only' if params['method'] == 'auto' else 'requested'
     result['reports'] = dict(markdown=params['report_markdown'], html=params['report_html'], written=False)
+    history = None
+    if params['history_file']:
+        if params['history_runs'] < 1:
+            raise InputError('history_runs must be at least 1, got %d' % params['history_runs'])
+        history = report.with_run(report.load_history(params['history_file']), result, params['history_runs'])
+        result['history'] = dict(file=params['history_file'], runs=len(history), written=False)
     markdown = None
     if params['report_markdown'] or params['return_markdown']:
-        markdown = report.render_markdown(result, auditing.CLASS_TITLES)
+        markdown = report.render_markdown(result, auditing.CLASS_TITLES, history)
     wanted = [(option, params[option]) for option in ('report_markdown', 'report_html') if params[option]]
-    if wanted and module.check_mode:
-        result['notes'].append('check mode: the report files were not written')
-    elif wanted:
+    if (wanted or history) and module.check_mode:
+        if wanted:
+            result['notes'].append('check mode: the report files were not written')
+        if history:
+            result['notes'].append('check mode: the history file was not written')
+    elif wanted or history:
         for option, path in wanted:
-            content = markdown if option == 'report_markdown' else report.render_html(result, auditing.CLASS_TITLES)
+            content = markdown if option == 'report_markdown' else report.render_html(result, auditing.CLASS_TITLES,
+                                                                                       history)
             report.write_report(path, content, option)
-        result['reports']['written'] = True
+        result['reports']['written'] = bool(wanted)
+        if history:
+            report.write_report(params['history_file'], json.dumps(dict(runs=history), indent=1, sort_keys=True) + '\n',
+                                'history_file')
+            result['history']['written'] = True
     if params['return_markdown']:
         result['markdown'] = markdown
     if not result['notes']:

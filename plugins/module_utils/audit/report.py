@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 
+from ansible_collections.stackmender.openstack.plugins.module_utils.audit import charts
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 
@@ -151,7 +152,7 @@ def redacted(result):
     return redaction.redact(dict(result, findings=findings))
 
 
-def render_markdown(result, titles=None):
+def render_markdown(result, titles=None, history=None):
     result = redacted(result)
     titles = titles or {}
     findings = result.get('findings') or []
@@ -162,6 +163,7 @@ def render_markdown(result, titles=None):
     lines.append('**%d finding(s)**%s' % (total, ': ' + ', '.join(
         '%d %s' % (count, severity) for severity, count in _severity_counts(findings) if count) if total else
         ': the audited classes found nothing.'))
+    lines.extend(history_markdown(history or []))
     lines.extend(['', '## Counts per class', ''])
     rows = []
     for name in classes_in_order(result):
@@ -199,6 +201,83 @@ def render_markdown(result, titles=None):
     return '\n'.join(lines)
 
 
+NO_CELL = '(no Nova cell)'
+# Bars per chart: the hosts and cells with the most findings; the tables list every one.
+CHART_ROWS = 20
+# Runs an audit history keeps (history_file).
+HISTORY_RUNS = 30
+
+
+def finding_cell(finding):
+    """The Nova cell a finding is in (its resources or evidence name it), else NO_CELL."""
+    cell = (finding.get('resources') or {}).get('cell')
+    for row in finding.get('evidence') or []:
+        cell = cell or (row.get('cell') if isinstance(row, dict) else None)
+    return cell or NO_CELL
+
+
+def _by_severity(findings, group):
+    counts = {}
+    for finding in findings:
+        counts.setdefault(group(finding), {}).setdefault(finding['severity'], 0)
+        counts[group(finding)][finding['severity']] += 1
+    return sorted(counts.items(), key=lambda item: (-sum(item[1].values()), str(item[0])))[:CHART_ROWS]
+
+
+def chart_sections(result, history=None):
+    """(heading, svg) of the report's charts: by class and severity, by host, by cell, and the trend."""
+    findings = result.get('findings') or []
+    sections = []
+    if findings:
+        sections.append(('Findings by class and severity', charts.stacked_bars(
+            'Findings by class and severity', _by_severity(findings, lambda found: found['class']), SEVERITY_ORDER)))
+        sections.append(('Findings by host', charts.stacked_bars(
+            'Findings by host', _by_severity(findings, lambda found: found.get('host') or NO_HOST), SEVERITY_ORDER)))
+        sections.append(('Findings by cell', charts.stacked_bars(
+            'Findings by cell', _by_severity(findings, finding_cell), SEVERITY_ORDER)))
+    if history and len(history) > 1:
+        names = sorted(set(name for run in history for name, count in run['counts'].items() if count))
+        if names:
+            sections.append(('Trend over the last %d runs' % len(history), charts.trend_lines(
+                'Findings per class over the last runs', [run['at'] for run in history],
+                dict((name, [run['counts'].get(name, 0) for run in history]) for name in names))))
+    return sections
+
+
+def load_history(path):
+    """The runs an audit history file holds, oldest first; [] when it does not exist yet."""
+    if not path or not os.path.exists(path):
+        return []
+    try:
+        with open(path) as handle:
+            document = json.load(handle)
+    except (IOError, OSError, ValueError) as error:
+        raise InputError('history_file: cannot read %s: %s' % (path, error))
+    runs = document.get('runs') if isinstance(document, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(run, dict) and isinstance(run.get('counts'), dict)
+                                             for run in runs):
+        raise InputError('history_file: %s is not an audit history (a runs list of counts per class)' % path)
+    return runs
+
+
+def with_run(history, result, keep=HISTORY_RUNS):
+    """The history with this audit's counts per class appended, the oldest runs dropped beyond ``keep``."""
+    run = dict(at=result.get('audited_at') or '-', counts=dict(result.get('counts') or {}),
+               findings=len(result.get('findings') or []))
+    return (list(history) + [run])[-keep:]
+
+
+def history_markdown(history):
+    """A table of the counts per class over the runs of the history."""
+    names = sorted(set(name for run in history for name, count in run['counts'].items() if count))
+    if len(history) < 2 or not names:
+        return []
+    lines = ['', '## Trend over the last %d runs' % len(history), '']
+    lines.extend(md_table(['run'] + names, [[run['at']] + [run['counts'].get(name, 0) for name in names]
+                                            for run in history]))
+    return lines
+
+
 def _severity_counts(findings):
     return [(severity, len([finding for finding in findings if finding['severity'] == severity]))
             for severity in SEVERITY_ORDER]
@@ -225,8 +304,8 @@ def html_table(headers, rows, row_classes=None):
     return '\n'.join(parts)
 
 
-def render_html(result, titles=None):
-    """A complete HTML document; cells are escaped here, never trusted."""
+def render_html(result, titles=None, history=None):
+    """A complete HTML document; cells are escaped here, never trusted; charts are inline SVG."""
     result = redacted(result)
     titles = titles or {}
     findings = result.get('findings') or []
@@ -237,6 +316,9 @@ def render_html(result, titles=None):
             '%d %s' % (count, severity) for severity, count in _severity_counts(findings) if count))))
     else:
         body.append('<p class="none">No findings: the audited classes found nothing.</p>')
+    for heading, svg in chart_sections(result, history):
+        body.append('<h2>%s</h2>' % esc(heading))
+        body.append('<figure>%s</figure>' % svg)
     body.append('<h2>Counts per class</h2>')
     rows, css = [], []
     for name in classes_in_order(result):
