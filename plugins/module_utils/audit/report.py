@@ -358,13 +358,18 @@ def render_html(result, titles=None, history=None):
               '<code>%s</code>' % esc(format_repair(finding)) if finding.get('repair') else esc(format_repair(finding))]
              for finding in found],
             [finding['severity'] for finding in found]))
+    return html_page(TITLE, body)
+
+
+def html_page(title, body):
+    """A self-contained HTML document: the report style inline, no script, no external asset."""
     return '\n'.join([
         '<!DOCTYPE html>',
         '<html lang="en">',
         '<head>',
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<title>%s</title>' % esc(TITLE),
+        '<title>%s</title>' % esc(title),
         '<style>%s</style>' % _STYLE,
         '</head>',
         '<body>',
