@@ -58,6 +58,7 @@ extends_documentation_fragment:
   - stackmender.openstack.database
   - stackmender.openstack.safety
   - stackmender.openstack.attributes
+  - stackmender.openstack.wait
 options:
   instance:
     description:
@@ -116,20 +117,6 @@ options:
         database server's current UTC time.
     type: int
     default: 60
-    version_added: 0.1.0
-  wait:
-    description:
-      - Whether the API path waits, after its calls, until the instances have left their task and the aborted or
-        forced migrations are finished. With V(false) the calls are only accepted by Nova; nothing is read back.
-    type: bool
-    default: true
-    version_added: 0.1.0
-  timeout:
-    description:
-      - Seconds the API path waits (see O(wait)). A timeout fails the task and names the instances still in a task
-        or a migration; Nova keeps working on the requests it accepted.
-    type: int
-    default: 180
     version_added: 0.1.0
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
@@ -299,7 +286,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remed
     RemediationModule,
     api_only,
     api_or_db,
-    wait_argument_spec,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import uuid_list
 
@@ -309,7 +295,6 @@ PLACEMENT = 'placement_db'
 class NovaTaskState(RemediationModule):
     module_name = 'stackmender.openstack.nova_task_state'
     argument_spec = dict(
-        wait_argument_spec(),
         instance=dict(type='list', elements='str', aliases=['instances']),
         migration=dict(type='list', elements='str', aliases=['migrations']),
         action=dict(type='str', default='reset', choices=['reset', 'abort', 'force_complete']),
@@ -322,7 +307,7 @@ class NovaTaskState(RemediationModule):
     method_policy = api_or_db("Nova's own actions can express this change and a cloud is configured")
     force_complete_policy = api_only('force_complete asks the source compute to finish a live migration, which only '
                                      'the Compute API can do')
-    waits = True
+    waits = True  # the base adds wait and timeout (wait_argument_spec)
     pending_what = 'instance(s) still in a task or a migration'
 
     def validate(self):
