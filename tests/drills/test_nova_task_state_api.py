@@ -44,7 +44,7 @@ def test_a_stop_cast_to_a_dead_compute_is_cleared_through_nova(ansible, lab_clie
     assert refused['guards'][0]['evidence'][0]['id'] == server.id
 
     # The operator knows compute1 is dead: no age threshold.
-    args = api_args(instance=[server.id], method='api', older_than=0, wait_timeout=60)
+    args = api_args(instance=[server.id], method='api', older_than=0, timeout=60)
     checked = ansible(MODULE, args, check=True, diff=True, env=lab_env)
     assert not checked.failed and checked.changed, checked['msg']
     assert [(step['call'], step['microversion'], step['arguments']) for step in checked['plan']] == [

@@ -104,7 +104,7 @@ def test_a_running_live_migration_is_aborted_through_nova(ansible, admin, api_ar
 
     # The operator has seen it make no progress: no age threshold.
     args = api_args(instance=[server.id], migration=[str(migration_id)], action='abort', method='api',
-                    older_than=0, wait_timeout=60)
+                    older_than=0, timeout=60)
     # Rolled back on the source.
     _check_apply_and_rerun(ansible, admin, lab_env, args, server.id,
                            call=('DELETE /servers/%s/migrations/%s' % (server.id, migration_id), '2.24'),
@@ -114,7 +114,7 @@ def test_a_running_live_migration_is_aborted_through_nova(ansible, admin, api_ar
 def test_a_running_live_migration_is_forced_to_complete_through_nova(ansible, admin, api_args, lab_env, held):
     server, migration_id = held
     args = api_args(instance=[server.id], migration=[str(migration_id)], action='force_complete', method='api',
-                    older_than=0, wait_timeout=60)
+                    older_than=0, timeout=60)
 
     # The guest finished its move to the destination.
     _check_apply_and_rerun(ansible, admin, lab_env, args, server.id,

@@ -192,7 +192,10 @@ def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal
         (dict(instance='0b7f7a2c-1111-4d5e-9f00-000000000001'), 'not found in any cell'),
         (dict(), 'one of the following is required: instance, migration'),
         (dict(instance=instance, older_than=-1), 'older_than must be 0 or more minutes'),
-        (dict(instance=instance, action='force_complete', method='db'), 'only the Compute API can do that'),
+        # The refusal of the module's declared method policy for force_complete (api_only).
+        (dict(instance=instance, action='force_complete', method='db'),
+         'method=db cannot express this change with stackmender.openstack.nova_task_state: force_complete asks the '
+         'source compute to finish a live migration, which only the Compute API can do; use method=api'),
         (dict(instance=instance, action='rollback'), 'value of action must be one of'),
         (dict(instance=instance, force=True), 'force_reason'),
     ]
