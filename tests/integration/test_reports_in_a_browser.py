@@ -119,3 +119,21 @@ def test_the_audit_report_renders_its_charts_in_chromium(ansible, dbs, cloud, tm
     wanted = colour(SEVERITY_COLOURS[max(severities, key=severities.get)])
     assert any(sum(1 for pixel in row if pixel == wanted) >= 10 for row in rows)
     assert os.path.getsize(screenshot) > 10000
+
+
+@pytest.mark.parametrize('runbook', ['power_loss_recovery', 'compute_node_evacuation', 'cinder_multibackend_migration'])
+def test_each_runbook_report_renders_in_chromium(runbook, tmp_path):
+    from ansible_collections.stackmender.openstack.plugins.module_utils.audit import runbook_report as reports
+    from tests.unit.test_runbook_report import EVACUATION, HOSTILE, MULTIBACKEND, POWER_LOSS
+    report = {'power_loss_recovery': POWER_LOSS, 'compute_node_evacuation': EVACUATION,
+              'cinder_multibackend_migration': MULTIBACKEND}[runbook]
+    path = tmp_path / 'report.html'
+    path.write_text(reports.render(report, runbook, 'html'))
+    dom = chromium('--dump-dom', 'file://%s' % path, home=str(tmp_path / 'home'))
+    for heading in (reports.DONE, reports.REFUSED, reports.LEFT):
+        assert '<h2>%s</h2>' % heading in dom
+    # A hostile value is text in the page, never an element: the browser made no script of it.
+    assert '<script>' not in dom
+    if HOSTILE in repr(report):
+        assert '&lt;script&gt;alert(1)&lt;/script&gt;' in dom
+    assert dom.count('<tr>') >= 2
