@@ -407,8 +407,8 @@ def run(module):
             result['notes'].append('check mode: the history file was not written')
     elif wanted or history:
         for option, path in wanted:
-            content = markdown if option == 'report_markdown' else report.render_html(result, auditing.CLASS_TITLES,
-                                                                                       history)
+            html = None if option == 'report_markdown' else report.render_html(result, auditing.CLASS_TITLES, history)
+            content = markdown if option == 'report_markdown' else html
             report.write_report(path, content, option)
         result['reports']['written'] = bool(wanted)
         if history:

@@ -60,9 +60,10 @@ def stacked_bars(title, rows, series):
             if not count:
                 continue
             width_of = max(1, int(round(BAR_WIDTH * count / float(total_max))))
+            values = (x, y + 3, width_of, ROW_HEIGHT - 6, colour_of(name, index), _esc(name), count, _esc(label),
+                      count, _esc(name))
             parts.append('<rect x="%d" y="%d" width="%d" height="%d" fill="%s" data-series="%s" data-count="%d">'
-                         '<title>%s: %d %s</title></rect>' % (x, y + 3, width_of, ROW_HEIGHT - 6, colour_of(name, index),
-                                                          _esc(name), count, _esc(label), count, _esc(name)))
+                         '<title>%s: %d %s</title></rect>' % values)
             x += width_of
         parts.append('<text x="%d" y="%d" font-size="12">%d</text>' % (x + 4, y + 15, sum(counts.values())))
     parts.extend(_legend(series, ROW_HEIGHT * len(rows) + 12))
@@ -79,8 +80,8 @@ def trend_lines(title, labels, series):
     parts = ['<svg role="img" class="chart trend" width="%d" height="%d" '
              'viewBox="0 0 %d %d">' % (width, height, width, height),
              '<title>%s</title>' % _esc(title),
-             '<desc>%s</desc>' % _esc('; '.join('%s: %s' % (name, ' -> '.join(str(value) for value in series[name]))
-                                               for name in names))]
+             '<desc>%s</desc>' % _esc('; '.join(
+                 '%s: %s' % (name, ' -> '.join(str(value) for value in series[name])) for name in names))]
     for number, name in enumerate(names):
         values = series[name]
         top = number * (plot_height + 14)
