@@ -39,6 +39,8 @@ FILTERS = {
     'multibackend_old_up': multibackend.old_services_up,
     'multibackend_orphans': multibackend.orphans,
     'multibackend_refused': multibackend.refused_lines,
+    'multibackend_plan_lines': multibackend.plan_lines,
+    'multibackend_transitional': multibackend.transitional_lines,
     'multibackend_resets': multibackend.resets,
     'multibackend_reset_groups': multibackend.reset_groups,
     'multibackend_waiting': multibackend.waiting_hosts,

@@ -186,6 +186,24 @@ def test_orphans_are_the_findings_on_the_services_of_the_moves_exactly():
     assert FILTERS['multibackend_orphans']([], moves, True) == dict(volumes=[], from_status=[], reasons=[])
 
 
+def test_plan_lines_and_transitional():
+    resets = [dict(id='v3', from_status='deleting', status='error'), dict(id='v5', from_status='extending',
+                                                                         status='error_extending')]
+    gate = [dict(item=dict(from_host='controller1', to_host='controller1@lvm#lvm'), msg='refused: transitional')]
+    moves = [dict(old_services=[dict(host='controller1', state='down')])]
+    assert FILTERS['multibackend_transitional'](resets) == ['v3 deleting', 'v5 extending']
+    assert FILTERS['multibackend_plan_lines'](resets, gate, ['controller1'], moves, True, ['volume o1 ...']) == [
+        'step 1, reset: v3 deleting -> error, v5 extending -> error_extending',
+        'step 2, rehost: controller1 | controller1@lvm#lvm | refused: transitional',
+        'step 2 waits for step 1 on: controller1 (their plan follows in step 2, with the guard volume_transitional '
+        'overridden in check mode only)',
+        'step 2, old services: disable and soft-delete controller1',
+        'step 3, detach (in-use for deleted servers): volume o1 ...']
+    lines = FILTERS['multibackend_plan_lines']([], [], [], [dict(old_services=[])], False, [])
+    assert lines[0] == 'step 1, reset: nothing' and lines[2].startswith('step 2 waits for step 1 on: none')
+    assert lines[3] == 'step 2, old services: disable none' and lines[4].endswith(': nothing')
+
+
 def test_moved_and_report_lines():
     item = dict(from_host='controller1', to_host='controller1@lvm#lvm', volumes=['v1'],
                 old_services=[dict(host='controller1', state='down')])

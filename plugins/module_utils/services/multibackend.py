@@ -129,6 +129,28 @@ def refused_lines(gate_results, waiting):
             if 'plan' not in result and result['item']['from_host'] not in waiting]
 
 
+def plan_lines(planned_resets, gate_results, waiting, matched, remove_old, orphan_reasons):
+    """The plan shown before step 1: the resets, each rehost's check-mode message, the hosts that wait
+    for step 1, what happens to the old services and the volumes step 3 detaches."""
+    return [
+        'step 1, reset: %s' % (', '.join('%s %s -> %s' % (reset['id'], reset['from_status'], reset['status'])
+                                         for reset in planned_resets) or 'nothing'),
+        'step 2, rehost: %s' % ', '.join('%s | %s | %s' % (result['item']['from_host'], result['item']['to_host'],
+                                                           result.get('msg')) for result in gate_results or []),
+        'step 2 waits for step 1 on: %s (their plan follows in step 2, with the guard %s overridden in check mode '
+        'only)' % (', '.join(waiting) or 'none', TRANSITIONAL_GUARD),
+        'step 2, old services: %s %s' % ('disable and soft-delete' if remove_old else 'disable',
+                                         ', '.join(row['host'] for move in matched for row in move['old_services'])
+                                         or 'none'),
+        'step 3, detach (in-use for deleted servers): %s' % ('; '.join(orphan_reasons) or 'nothing'),
+    ]
+
+
+def transitional_lines(planned_resets):
+    """'volume status' of each reset, for the refusal when resets are not allowed."""
+    return ['%s %s' % (reset['id'], reset['from_status']) for reset in planned_resets]
+
+
 def inventory_lines(services, volumes, matched):
     """The preflight's picture: each service with its volumes, hosts of volumes without a service, each move."""
     per_service = {}
