@@ -30,9 +30,9 @@ description:
     C(binding:vif_type), C(binding:vif_details), C(binding:profile) and C(binding:vnic_type) into its VIF.
     A VIF without a network gets it rebuilt from the port's fixed IPs, network and subnets (floating IPs
     come back with Nova's next refresh).
-  - With O(binding_from=options) (or V(auto) with O(vif_type)) the operator gives the binding (O(vif_type), O(binding_host), and optionally
-    O(vif_details), O(profile), O(vnic_type)), for when Neutron cannot be asked. It is applied to every
-    VIF that needs repair, or to the ports of O(port) only.
+  - With O(binding_from=options) (or V(auto) with O(vif_type)) the operator gives the binding
+    (O(vif_type), O(binding_host), and optionally O(vif_details), O(profile), O(vnic_type)), for when
+    Neutron cannot be asked. It is applied to every VIF that needs repair, or to the ports of O(port) only.
   - The plan is computed first; check mode returns it and writes nothing. VIFs that need no repair are
     left alone, so a second run reports no change.
 author:
@@ -110,12 +110,12 @@ notes:
   - The instance has a C(task_state), or an unfinished migration. Nova itself may be rewriting the cache.
   - The port is bound to another host than the instance's (C(binding:host_id), or O(binding_host)). Bind
     the port to the instance's host in Neutron first (C(openstack port set --host HOST PORT)).
-  - The Neutron port's profile still holds C(migrating_to) (O(binding_from=neutron)). With O(force) the cache gets the
-    profile without it.
+  - The Neutron port's profile still holds C(migrating_to) (O(binding_from=neutron)). With O(force) the
+    cache gets the profile without it.
   - Refusals that O(force) never overrides. The instance does not exist, is deleted, lives in cell0, or has
-    no cache row. The cache is not a JSON list of VIFs. With O(binding_from=neutron), a port of the cache is not in
-    Neutron, or Neutron's own binding failed (C(binding_failed) or C(unbound)). With O(binding_from=options),
-    a VIF has no network, which only Neutron can rebuild.
+    no cache row. The cache is not a JSON list of VIFs. With O(binding_from=neutron), a port of the cache
+    is not in Neutron, or Neutron's own binding failed (C(binding_failed) or C(unbound)). With
+    O(binding_from=options), a VIF has no network, which only Neutron can rebuild.
   - After the repair, hard reboot an instance that nova-compute set to C(ERROR) at start-up; the result's
     warnings name them.
 seealso:
