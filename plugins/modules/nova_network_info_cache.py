@@ -104,8 +104,8 @@ options:
     version_added: 0.1.0
 notes:
   - The module always needs O(nova_db) (one cell) or O(nova_api_db) (every cell through C(cell_mappings)),
-    because the cache is written in the database whatever the binding comes from. O(method=api) is refused:
-    Nova has no API that writes the cache. O(binding_from) chooses where the binding comes from.
+    because the cache is written in the database whatever the binding comes from. O(method=api) is refused,
+    as Nova has no API that writes the cache. O(binding_from) chooses where the binding comes from.
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
   - The instance has a C(task_state), or an unfinished migration. Nova itself may be rewriting the cache.
   - The port is bound to another host than the instance's (C(binding:host_id), or O(binding_host)). Bind
