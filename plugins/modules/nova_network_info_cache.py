@@ -262,7 +262,8 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine.valid
 )
 
 BINDING_OPTIONS = ('vif_type', 'binding_host', 'vif_details', 'profile', 'vnic_type')
-FROM_NEUTRON, FROM_OPTIONS = 'neutron', 'options'
+FROM_NEUTRON = 'neutron'
+FROM_OPTIONS = 'options'
 
 
 class NovaNetworkInfoCache(RemediationModule):

@@ -158,8 +158,8 @@ def test_the_preflight_refuses_a_new_service_not_up_once_and_an_old_one_up():
                                           api_service('b@lvm'), api_service('b@lvm')])
     planned = multibackend.moves({'a': 'a@lvm#lvm', 'b': 'b@lvm#lvm', 'c': 'c@lvm#lvm', 'd@lvm': 'd@lvm#lvm'})
     matched = multibackend.match_moves(planned, [], services)
-    assert FILTERS['multibackend_new_not_up'](matched) == ['a@lvm is down', 'b@lvm is up/up', 'c@lvm is missing',
-                                                            'd@lvm is missing']
+    assert FILTERS['multibackend_new_not_up'](matched) == [
+        'a@lvm is down', 'b@lvm is up/up', 'c@lvm is missing', 'd@lvm is missing']
     # A move that stays on one service (d@lvm) has no old service rows; c has none listed.
     assert FILTERS['multibackend_old_up'](matched) == ['a', 'b']
 
@@ -187,8 +187,8 @@ def test_orphans_are_the_findings_on_the_services_of_the_moves_exactly():
 
 
 def test_plan_lines_and_transitional():
-    resets = [dict(id='v3', from_status='deleting', status='error'), dict(id='v5', from_status='extending',
-                                                                         status='error_extending')]
+    resets = [dict(id='v3', from_status='deleting', status='error'),
+              dict(id='v5', from_status='extending', status='error_extending')]
     gate = [dict(item=dict(from_host='controller1', to_host='controller1@lvm#lvm'), msg='refused: transitional')]
     moves = [dict(old_services=[dict(host='controller1', state='down')])]
     assert FILTERS['multibackend_transitional'](resets) == ['v3 deleting', 'v5 extending']
