@@ -280,7 +280,7 @@ class JournalUndo(RemediationModule):
 
     def plan_db(self):
         plan = Plan()
-        self.outcomes = {}
+        plan.results['commit_outcomes'] = {}
         if self.document['status'] == ROLLED_BACK:
             plan.note('the journaled run was rolled back; there is nothing to undo')
             return plan
@@ -293,7 +293,7 @@ class JournalUndo(RemediationModule):
         live = read_live_rows(sessions, [entry for entry in entries if entry['database'] in sessions])
         outcomes, how = settle(self.params['journal'], self.document, live)
         for option, outcome in outcomes.items():
-            self.outcomes[option] = dict(outcome=outcome, known_from=how[option])
+            plan.results['commit_outcomes'][option] = dict(outcome=outcome, known_from=how[option])
         reverted = [option for option, outcome in outcomes.items() if outcome == COMMITTED]
         if self.document['status'] != COMMITTED:
             plan.warn('the journal is %s: %s. Only what committed is reverted (%s)'
@@ -319,7 +319,6 @@ class JournalUndo(RemediationModule):
             self.module.warn('journal %s could not be marked as undone (%s)' % (self.params['journal'], error))
 
     def add_results(self, result):
-        result['commit_outcomes'] = self.outcomes
         if not result['changed'] and not self.module.check_mode and self.document['status'] != ROLLED_BACK:
             # Every row already holds its before-image: the run is undone all the same.
             self._mark_undone('nothing left to revert')
@@ -362,9 +361,9 @@ class JournalUndo(RemediationModule):
         text = '%d row(s) to restore from %s' % (len(plan.changes), self.params['journal'])
         if self.document['status'] != COMMITTED:
             # Say what happened in each database of a partial run, and how that is known.
-            text += ' (%s)' % describe_outcomes(
-                dict((option, value['outcome']) for option, value in self.outcomes.items()),
-                dict((option, value['known_from']) for option, value in self.outcomes.items()))
+            outcomes = plan.results['commit_outcomes']
+            text += ' (%s)' % describe_outcomes(dict((option, value['outcome']) for option, value in outcomes.items()),
+                                                dict((option, value['known_from']) for option, value in outcomes.items()))
         return text
 
 

@@ -21,16 +21,18 @@ description:
     A VIF whose binding failed makes nova-compute set the instance to C(ERROR) when it starts.
   - Nova has no API that writes the cache, and its own refresh (the C(network-changed) external event, or
     the C(_heal_instance_info_cache) periodic task, off by default since 2025.1) needs the instance's
-    C(nova-compute) to run. So both paths write the cache row in the cell database, in one transaction
-    with a journal of before-images that M(stackmender.openstack.journal_undo) can revert.
-  - With O(method=api) (or V(auto) when a cloud is configured) the binding comes from Neutron. The module
+    C(nova-compute) to run. So the module writes the cache row in the cell database (O(method) is
+    V(auto) or V(db); V(api) is refused), in one transaction with a journal of before-images that
+    M(stackmender.openstack.journal_undo) can revert.
+  - O(binding_from) says where the binding comes from.
+  - With O(binding_from=neutron) (or V(auto) without O(vif_type), when a cloud is configured) the module
     reads the instance's ports (C(GET /v2.0/ports?device_id=UUID)) and copies each port's
     C(binding:vif_type), C(binding:vif_details), C(binding:profile) and C(binding:vnic_type) into its VIF.
     A VIF without a network gets it rebuilt from the port's fixed IPs, network and subnets (floating IPs
     come back with Nova's next refresh).
-  - With O(method=db) the operator gives the binding (O(vif_type), O(binding_host), and optionally
-    O(vif_details), O(profile), O(vnic_type)), for when Neutron cannot be asked. It is applied to every
-    VIF that needs repair, or to the ports of O(port) only.
+  - With O(binding_from=options) (or V(auto) with O(vif_type)) the operator gives the binding
+    (O(vif_type), O(binding_host), and optionally O(vif_details), O(profile), O(vnic_type)), for when
+    Neutron cannot be asked. It is applied to every VIF that needs repair, or to the ports of O(port) only.
   - The plan is computed first; check mode returns it and writes nothing. VIFs that need no repair are
     left alone, so a second run reports no change.
 author:
@@ -53,6 +55,19 @@ options:
       - Repair the caches of every live instance whose C(host) is this compute host.
     type: str
     version_added: 0.1.0
+  binding_from:
+    description:
+      - Where the binding written into the cache comes from.
+      - V(neutron) reads it from the instance's Neutron ports, through the cloud (O(cloud), or the
+        environment's C(OS_CLOUD)/C(clouds.yaml)).
+      - V(options) takes it from O(vif_type), O(binding_host) and the options that go with them, for when
+        Neutron cannot be asked.
+      - V(auto) takes the options when O(vif_type) and O(binding_host) are given, else Neutron when a cloud
+        is configured, else refuses naming both ways.
+    type: str
+    choices: [auto, neutron, options]
+    default: auto
+    version_added: 0.1.0
   port:
     description:
       - Only repair the VIFs of these Neutron port UUIDs. By default every VIF that needs repair is.
@@ -63,7 +78,7 @@ options:
   vif_type:
     description:
       - The port's C(binding:vif_type) as Neutron reports it (for example V(ovs)), confirmed by the operator.
-        It sets the database path. It cannot be V(binding_failed) or V(unbound).
+        It gives the binding from the options (O(binding_from=options)). It cannot be V(binding_failed) or V(unbound).
     type: str
     version_added: 0.1.0
   binding_host:
@@ -74,33 +89,33 @@ options:
     version_added: 0.1.0
   vif_details:
     description:
-      - The port's C(binding:vif_details) (database path). Defaults to an empty dict.
+      - The port's C(binding:vif_details) (O(binding_from=options)). Defaults to an empty dict.
     type: dict
     version_added: 0.1.0
   profile:
     description:
-      - The port's C(binding:profile) (database path). Defaults to the cached profile without C(migrating_to).
+      - The port's C(binding:profile) (O(binding_from=options)). Defaults to the cached profile without C(migrating_to).
     type: dict
     version_added: 0.1.0
   vnic_type:
     description:
-      - The port's C(binding:vnic_type) (database path). Defaults to the cached one.
+      - The port's C(binding:vnic_type) (O(binding_from=options)). Defaults to the cached one.
     type: str
     version_added: 0.1.0
 notes:
   - The module always needs O(nova_db) (one cell) or O(nova_api_db) (every cell through C(cell_mappings)),
-    because the cache is written in the database on both paths. O(method) chooses where the binding comes
-    from. V(api) reads it from Neutron, V(db) takes it from the options.
+    because the cache is written in the database whatever the binding comes from. O(method=api) is refused,
+    as Nova has no API that writes the cache. O(binding_from) chooses where the binding comes from.
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
   - The instance has a C(task_state), or an unfinished migration. Nova itself may be rewriting the cache.
   - The port is bound to another host than the instance's (C(binding:host_id), or O(binding_host)). Bind
     the port to the instance's host in Neutron first (C(openstack port set --host HOST PORT)).
-  - The Neutron port's profile still holds C(migrating_to) (API path). With O(force) the cache gets the
-    profile without it.
+  - The Neutron port's profile still holds C(migrating_to) (O(binding_from=neutron)). With O(force) the
+    cache gets the profile without it.
   - Refusals that O(force) never overrides. The instance does not exist, is deleted, lives in cell0, or has
-    no cache row. The cache is not a JSON list of VIFs. On the API path, a port of the cache is not in
-    Neutron, or Neutron's own binding failed (C(binding_failed) or C(unbound)). On the database path, a VIF
-    has no network, which only Neutron can rebuild.
+    no cache row. The cache is not a JSON list of VIFs. With O(binding_from=neutron), a port of the cache
+    is not in Neutron, or Neutron's own binding failed (C(binding_failed) or C(unbound)). With
+    O(binding_from=options), a VIF has no network, which only Neutron can rebuild.
   - After the repair, hard reboot an instance that nova-compute set to C(ERROR) at start-up; the result's
     warnings name them.
 seealso:
@@ -130,7 +145,7 @@ EXAMPLES = r'''
   stackmender.openstack.nova_network_info_cache:
     instance: 2f9e0c55-0f1d-4e65-9f5d-1e2a3b4c5d6e
     port: 5d1c7a3e-63a1-4f0e-9a55-0c2f3e4d5a6b
-    method: db
+    binding_from: options
     vif_type: ovs
     binding_host: compute07
     vif_details: {port_filter: true, connectivity: l2, bridge_name: br-int, datapath_type: system}
@@ -151,15 +166,19 @@ msg:
   type: str
   sample: "1 instance cache(s) to rewrite, 1 VIF(s) (binding from Neutron): 1 row change(s), applied"
 method:
-  description: Where the binding came from, V(api) (Neutron) or V(db) (the options). The cache is written
-    in the database either way.
+  description: How the cache was written, always V(db) (Nova has no API that writes it).
   returned: success
   type: str
-  sample: api
+  sample: db
 method_reason:
-  description: Why O(method=auto) chose that path, or V(requested).
+  description: Why that path, or V(requested).
   returned: success
   type: str
+binding_from:
+  description: Where the binding came from, V(neutron) (the instances' ports) or V(options) (the operator's).
+  returned: success
+  type: str
+  sample: neutron
 plan:
   description: The statements the run executes (or would in check mode), with parameters. The cache row is
     named by the database option that reaches it, C(nova_db) or C(nova:<cell name>).
@@ -232,19 +251,19 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine impor
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import network_info
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.services.nova import FINISHED_MIGRATION_STATUSES
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import Plan, now
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import (
     RemediationModule,
+    db_only,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import (
-    chunks,
     host_name,
-    placeholders,
     uuid_list,
 )
 
 BINDING_OPTIONS = ('vif_type', 'binding_host', 'vif_details', 'profile', 'vnic_type')
+FROM_NEUTRON = 'neutron'
+FROM_OPTIONS = 'options'
 
 
 class NovaNetworkInfoCache(RemediationModule):
@@ -253,6 +272,7 @@ class NovaNetworkInfoCache(RemediationModule):
         instance=dict(type='list', elements='str', aliases=['instances']),
         host=dict(type='str'),
         port=dict(type='list', elements='str', aliases=['ports']),
+        binding_from=dict(type='str', default='auto', choices=['auto', FROM_NEUTRON, FROM_OPTIONS]),
         vif_type=dict(type='str'),
         binding_host=dict(type='str'),
         vif_details=dict(type='dict'),
@@ -261,6 +281,8 @@ class NovaNetworkInfoCache(RemediationModule):
     )
     module_kwargs = dict(required_one_of=[['instance', 'host']], mutually_exclusive=[['instance', 'host']],
                          required_together=[['vif_type', 'binding_host']])
+    uses_nova_cells = True
+    method_policy = db_only('Nova has no API that writes the network info cache')
 
     def validate(self):
         self.instance_ids = uuid_list(self.params['instance'], 'instance')
@@ -287,55 +309,38 @@ class NovaNetworkInfoCache(RemediationModule):
         else:
             given = [option for option in BINDING_OPTIONS if self.params[option] is not None]
             if given:
-                raise InputError('%s describe the binding for method=db and need vif_type and binding_host'
-                                 % ', '.join(given))
-        self.caches = []
-        self.binding_source = None
+                raise InputError('%s describe the binding for binding_from=options and need vif_type and '
+                                 'binding_host' % ', '.join(given))
+        self.binding_from = self._binding_source()
 
-    # ---------------------------------------------------------------- method
-
-    uses_nova_cells = True
-
-    def choose_method(self):
-        """Where the binding comes from; the base always runs the database path (the cache has no API)."""
-        if not self._has_databases():
-            raise InputError('nova_db (a single cell database) or nova_api_db (every cell through cell_mappings) '
-                             'is required: Nova has no API that writes the network info cache, so it is '
-                             'written in the cell database on every path')
-        requested = self.params['method']
-        if requested == 'db' or (requested == 'auto' and self.operator_binding):
+    def _binding_source(self):
+        """Where the binding comes from: the options when they give it, else Neutron when a cloud is configured."""
+        wanted = self.params['binding_from']
+        if wanted == FROM_OPTIONS or (wanted == 'auto' and self.operator_binding):
             if not self.operator_binding:
-                raise InputError('method=db takes the binding from the options: give vif_type and binding_host '
-                                 '(and vif_details, profile or vnic_type where they are not the defaults)')
-            self.binding_source = 'db'
-            reason = 'requested' if requested == 'db' else 'the binding was given (vif_type, binding_host)'
-            return 'db', reason
+                raise InputError('binding_from=options takes the binding from the options: give vif_type and '
+                                 'binding_host (and vif_details, profile or vnic_type where they are not the defaults)')
+            return FROM_OPTIONS
         if self.operator_binding:
-            raise InputError('method=api cannot express a binding given in the options: vif_type and binding_host '
-                             'are for method=db; method=api reads the binding from Neutron')
-        if requested == 'api':
+            raise InputError('binding_from=neutron reads the binding from the Neutron ports: vif_type and binding_host '
+                             'are for binding_from=options')
+        if wanted == FROM_NEUTRON or (api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud'))):
             self.require_openstacksdk()
-            self.binding_source = 'api'
-            return 'db', 'requested'
-        if api.HAS_OPENSTACKSDK and api.cloud_configured(self.params.get('cloud')):
-            self.binding_source = 'api'
-            return 'db', 'a cloud is configured: the binding is read from the Neutron ports'
-        raise InputError('nothing to take the binding from: configure a cloud (method=api reads it from Neutron) '
-                         'or give vif_type and binding_host (method=db)')
+            return FROM_NEUTRON
+        raise InputError('nothing to take the binding from: configure a cloud (binding_from=neutron reads it from '
+                         'the instances\' Neutron ports) or give vif_type and binding_host (binding_from=options)')
 
     def describe(self, plan):
-        vifs = sum(len(entry['vifs']) for entry in self.caches)
+        caches = plan.results['caches']
+        vifs = sum(len(entry['vifs']) for entry in caches)
         return '%d instance cache(s) to rewrite, %d VIF(s) (binding from %s): %d row change(s)' % (
-            len(self.caches), vifs, 'Neutron' if self.binding_source == 'api' else 'the options', len(plan.changes))
-
-    def add_results(self, result):
-        result['method'] = self.binding_source
-        result['caches'] = self.caches
+            len(caches), vifs, 'Neutron' if self.binding_from == FROM_NEUTRON else 'the options', len(plan.changes))
 
     # ------------------------------------------------------------------ plan
 
     def plan_db(self):
         plan = Plan()
+        plan.results.update(binding_from=self.binding_from, caches=[])
         stamp = now()
         cells = self.nova_cells()
         for cell in cells:
@@ -377,12 +382,14 @@ class NovaNetworkInfoCache(RemediationModule):
             raise InputError('port(s) %s are in no cache of the selected instance(s)' % ', '.join(sorted(missing_ports)))
         if not work:
             if not instances:
-                self._require_known_host(cells)
+                if not network_info.compute_host_known(cells, self.host):
+                    raise InputError('host: no nova-compute service is named %r in any cell (names are matched '
+                                     'exactly)' % self.host)
                 plan.note('no live instance on host %s' % self.host)
             return plan
         self._guard_instances(work, plan)
         for row in work:
-            if self.binding_source == 'api':
+            if self.binding_from == FROM_NEUTRON:
                 self._plan_from_neutron(row, plan)
             else:
                 self._plan_from_options(row, plan)
@@ -398,8 +405,8 @@ class NovaNetworkInfoCache(RemediationModule):
                         after=dict(network_info=network_info.dump_cache(new_vifs), updated_at=stamp),
                         expect=dict(instance_uuid=row['uuid'], deleted=0),
                         note='the cached VIFs carry the port binding %s' % (
-                            'Neutron reports' if self.binding_source == 'api' else 'the operator confirmed'))
-            self.caches.append(dict(instance=row['uuid'], cell=row['cell'].name, host=row['host'], vifs=[
+                            'Neutron reports' if self.binding_from == FROM_NEUTRON else 'the operator confirmed'))
+            plan.results['caches'].append(dict(instance=row['uuid'], cell=row['cell'].name, host=row['host'], vifs=[
                 dict(port=vif['id'], defects=defects, before=network_info.summary(vif),
                      after=network_info.summary(repaired[vif['id']]))
                 for vif, defects in row['broken'] if vif['id'] in repaired]))
@@ -431,16 +438,6 @@ class NovaNetworkInfoCache(RemediationModule):
             selected.append(row)
         return selected
 
-    def _require_known_host(self, cells):
-        for cell in cells:
-            if cell.is_cell0:
-                continue
-            if cell.session.query("SELECT id FROM services WHERE host = %s AND `binary` = 'nova-compute' "
-                                  "AND deleted = 0 LIMIT 1", (self.host,)):
-                return
-        raise InputError('host: no nova-compute service is named %r in any cell (names are matched exactly)'
-                         % self.host)
-
     @staticmethod
     def _shown(row):
         shown = dict((key, row.get(key)) for key in ('id', 'uuid', 'host', 'node', 'vm_state', 'task_state', 'deleted'))
@@ -448,9 +445,7 @@ class NovaNetworkInfoCache(RemediationModule):
         return shown
 
     def _read_cache(self, row, plan):
-        caches = row['cell'].session.query(
-            'SELECT id, instance_uuid, network_info, deleted, updated_at FROM instance_info_caches '
-            'WHERE instance_uuid = %s AND deleted = 0 ORDER BY id', (row['uuid'],))
+        caches = network_info.info_cache_rows(row['cell'].session, row['uuid'])
         if not caches:
             plan.refuse('cache_missing', 'instance %s has no network info cache row: there is nothing to repair '
                         'in place; Nova creates the row with the instance' % row['uuid'], [self._shown(row)], never=True)
@@ -472,22 +467,16 @@ class NovaNetworkInfoCache(RemediationModule):
             if row['task_state']:
                 plan.refuse('instance_task_in_progress', 'instance %s has task_state %s: Nova may be rewriting its '
                             'cache right now' % (row['uuid'], row['task_state']), [self._shown(row)])
-        finished = list(FINISHED_MIGRATION_STATUSES)
         by_cell = {}
         for row in rows:
             by_cell.setdefault(row['cell'].name, (row['cell'], []))[1].append(row['uuid'])
         for cell, uuids in by_cell.values():
-            for chunk in chunks(uuids):
-                migrations = cell.session.query(
-                    'SELECT id, instance_uuid, status, migration_type, source_compute, dest_compute FROM migrations '
-                    'WHERE instance_uuid IN (%s) AND deleted = 0 AND status NOT IN (%s) ORDER BY id'
-                    % (placeholders(len(chunk)), placeholders(len(finished))), list(chunk) + finished)
-                for migration in migrations:
-                    plan.refuse('migration_in_progress', 'instance %s has an unfinished %s (migration %s, %s, %s -> '
-                                '%s): its ports may legitimately be migrating'
-                                % (migration['instance_uuid'], migration['migration_type'] or 'migration',
-                                   migration['id'], migration['status'], migration['source_compute'],
-                                   migration['dest_compute']), [dict(migration, cell=cell.name)])
+            for migration in network_info.unfinished_migrations_of(cell, uuids):
+                plan.refuse('migration_in_progress', 'instance %s has an unfinished %s (migration %s, %s, %s -> '
+                            '%s): its ports may legitimately be migrating'
+                            % (migration['instance_uuid'], migration['migration_type'] or 'migration',
+                               migration['id'], migration['status'], migration['source_compute'],
+                               migration['dest_compute']), [dict(migration, cell=cell.name)])
 
     # ----------------------------------------------------- binding sources
 
@@ -501,7 +490,8 @@ class NovaNetworkInfoCache(RemediationModule):
         for vif, defects in row['broken']:
             if network_info.DEFECT_NO_NETWORK in defects:
                 plan.refuse('network_needs_neutron', 'VIF %s of instance %s has no network; only Neutron can '
-                            'rebuild it (method=api)' % (vif['id'], row['uuid']), [network_info.summary(vif)], never=True)
+                            'rebuild it (binding_from=neutron)' % (vif['id'], row['uuid']), [network_info.summary(vif)],
+                            never=True)
                 continue
             chosen = dict(binding)
             if chosen['profile'] is None:
@@ -510,19 +500,8 @@ class NovaNetworkInfoCache(RemediationModule):
                 chosen['vnic_type'] = vif.get('vnic_type') or 'normal'
             row['repairs'].append(network_info.repaired_vif(vif, chosen))
 
-    def _neutron_get(self, path, params):
-        try:
-            response = self.conn.network.get(path, params=params)
-            api.openstack.exceptions.raise_from_response(response)
-        except Exception as error:
-            if api.HAS_OPENSTACKSDK and isinstance(error, api.openstack.exceptions.SDKException):
-                raise api.translate(error, 'reading %s from Neutron' % path)
-            raise
-        return response.json()
-
     def _plan_from_neutron(self, row, plan):
-        ports = self._neutron_get('/ports', {'device_id': row['uuid']}).get('ports') or []
-        by_id = dict((port.get('id'), port) for port in ports)
+        by_id = network_info.instance_ports(self.conn, row['uuid'])
         row['repairs'] = []
         for vif, defects in row['broken']:
             port = by_id.get(vif['id'])
@@ -555,18 +534,8 @@ class NovaNetworkInfoCache(RemediationModule):
                 binding['profile'] = network_info.without_migrating_to(binding['profile'])
             network = None
             if network_info.DEFECT_NO_NETWORK in defects:
-                network = self._neutron_network(port, binding)
+                network = network_info.port_network(self.conn, port, binding)
             row['repairs'].append(network_info.repaired_vif(vif, binding, network))
-
-    def _neutron_network(self, port, binding):
-        network = {}
-        if port.get('network_id'):
-            network = self._neutron_get('/networks/%s' % port['network_id'], None).get('network') or {}
-        subnet_ids = sorted(set(entry.get('subnet_id') for entry in port.get('fixed_ips') or [] if entry.get('subnet_id')))
-        subnets = []
-        if subnet_ids:
-            subnets = self._neutron_get('/subnets', {'id': subnet_ids}).get('subnets') or []
-        return network_info.network_model(port, network, subnets, binding['vif_type'], binding['vif_details'])
 
 
 def main():

@@ -72,19 +72,19 @@ def test_failed_live_migration_cache_is_rebuilt_from_neutron(
                    json.dumps(broken), server.id) == 1
         assert server_detail_status(admin) == 500
 
-        # The audit names all three defects, and the repair of the one behind the 500 needs the API.
+        # The audit names all three defects, and the repair of the one behind the 500 needs Neutron.
         audit = dict(nova_api_db=lab_db['nova_api'], classes=list(CACHE_CLASSES))
         found = dict((finding['class'], finding) for finding in ansible('consistency_info', audit)['findings']
                      if finding['resources']['instance'] == server.id)
         assert sorted(found) == sorted(CACHE_CLASSES), found
         repair = found['info_cache_vif_without_network']['repair']
-        assert repair == {'module': 'stackmender.openstack.' + MODULE, 'args': {'instance': [server.id], 'method': 'api'}}
+        assert repair == {'module': 'stackmender.openstack.' + MODULE, 'args': {'instance': [server.id], 'binding_from': 'neutron'}}
 
         # The finding's own call, with the cloud and the database to write the cache in.
         args = api_args(nova_api_db=lab_db['nova_api'], **repair['args'])
         checked = ansible(MODULE, args, check=True, diff=True, env=lab_env)
         assert not checked.failed and checked.changed, checked.get('msg')
-        assert checked['method'] == 'api'
+        assert checked['method'] == 'db' and checked['binding_from'] == 'neutron'
         assert checked['caches'][0]['vifs'][0]['defects'] == ['binding_failed', 'migrating_to', 'no_network']
         assert server_detail_status(admin) == 500, 'check mode wrote the cache'
 

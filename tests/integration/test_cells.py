@@ -245,3 +245,4 @@ def test_network_info_cache_repair_lands_in_the_second_cell(ansible, dbs, cloud,
         journal_dir=journal_dir), tables, rebuilt)
     assert applied['plan'][0]['database'] == 'nova:cell2'
     assert set(load_journal(applied['journal'])['commits']) == {'nova:cell2'}
+    assert (applied['method'], applied['binding_from']) == ('db', 'options')

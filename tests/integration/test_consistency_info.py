@@ -543,7 +543,7 @@ def test_every_suggested_repair_run_as_given_clears_its_finding(ansible, dbs, cl
 
     As an operator would: the database-path cache repairs get the binding the operator confirmed
     (vif_type, binding_host); the live migration, whose hosts are both up here, is refused until the
-    operator confirms the hypervisors stopped and forces. The one repair that needs the API (a VIF
+    operator confirms the hypervisors stopped and forces. The one repair that needs Neutron (a VIF
     without a network, which only Neutron can rebuild) is proven on the lab (tests/drills/test_binding_failed.py).
     """
     ids = build_cloud(cloud, dbs)
@@ -556,13 +556,13 @@ def test_every_suggested_repair_run_as_given_clears_its_finding(ansible, dbs, cl
     for key, finding in sorted(first.items()):
         if finding['repair']:
             calls.setdefault(json.dumps(finding['repair'], sort_keys=True), []).append(key)
-    api_only = [keys for text, keys in calls.items() if json.loads(text)['args'].get('method') == 'api']
-    assert api_only == [['info_cache_vif_without_network:%s/instance/%s' % (cell, ids.i_nonet)]], api_only
+    from_neutron = [keys for text, keys in calls.items() if json.loads(text)['args'].get('binding_from') == 'neutron']
+    assert from_neutron == [['info_cache_vif_without_network:%s/instance/%s' % (cell, ids.i_nonet)]], from_neutron
     modules_run = set()
     fed = set()
     for text, keys in sorted(calls.items()):
         fix = json.loads(text)
-        if fix['args'].get('method') == 'api':
+        if fix['args'].get('binding_from') == 'neutron':
             continue
         module = fix['module'].split('.')[-1]
         args = dict(fix['args'], journal_dir=journal_dir)

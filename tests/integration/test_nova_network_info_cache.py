@@ -1,7 +1,8 @@
 """nova_network_info_cache against the real Nova schemas of every release.
 
-The database path (binding given by the operator) and the API path (binding
-read from Neutron) each run the full cycle: check mode, apply (the cache
+The cache is always written in the cell database. With the binding given by
+the operator (binding_from: options) and with the binding read from Neutron
+(binding_from: neutron), each runs the full cycle: check mode, apply (the cache
 verified with independent SQL), re-run (changed: false), undo from the
 journal. Neutron is the lab's stand-in (tests/lab/runners/neutron_stub.py),
 served over loopback HTTP from this process; the module reaches it through
@@ -104,7 +105,8 @@ def test_db_path_with_the_binding_the_operator_confirms(ansible, dbs, cloud, jou
         assert cache_row(dbs, healthy)['network_info'] == healthy_cache
 
     applied = run_full_cycle(ansible, dbs, MODULE, args, TABLES, verify)
-    assert applied['method'] == 'db' and applied['method_reason']
+    assert applied['method'] == 'db' and 'no API that writes the network info cache' in applied['method_reason']
+    assert applied['binding_from'] == 'options'
     assert [entry['instance'] for entry in applied['caches']] == [broken]
     assert applied['caches'][0]['vifs'][0]['defects'] == ['binding_failed', 'migrating_to']
     assert applied['caches'][0]['vifs'][0]['after']['type'] == 'ovs'
@@ -137,7 +139,8 @@ def test_api_path_rebuilds_from_the_neutron_port(ansible, dbs, cloud, journal_di
         assert [dns['address'] for dns in subnet['dns']] == ['10.0.0.2']
 
     applied = run_full_cycle(ansible, dbs, MODULE, args, TABLES, verify)
-    assert applied['method'] == 'api' and 'cloud' in applied['method_reason']
+    assert applied['method'] == 'db' and applied['binding_from'] == 'neutron'
+    assert 'binding from Neutron' in applied['msg']
     assert applied['caches'][0]['vifs'][0]['defects'] == ['binding_failed', 'migrating_to', 'no_network']
 
 
@@ -149,7 +152,8 @@ def test_guards(ansible, dbs, cloud, journal_dir, neutron):
     cloud.nova_service('compute2')
     cloud.compute_node('compute2')
     broken = cloud.instance(host='compute1', network_info=failed_migration_cache())
-    api_args = db_args(dbs, 'nova_api', instance=[broken], cloud=cloud_settings, journal_dir=journal_dir)
+    api_args = db_args(dbs, 'nova_api', instance=[broken], cloud=cloud_settings, binding_from='neutron',
+                       journal_dir=journal_dir)
     before = snapshot(dbs, TABLES)
 
     # The port is bound to the migration's destination in Neutron.
@@ -216,12 +220,19 @@ def test_bad_input(ansible, dbs, cloud, journal_dir):
         (dict(instance=['not-a-uuid'], vif_type='ovs', binding_host='compute1'), 'is not a UUID'),
         (dict(instance=[instance], vif_type='binding_failed', binding_host='compute1'), 'is no binding'),
         (dict(instance=[instance], vif_details={'a': 1}), 'need vif_type and binding_host'),
-        (dict(instance=[instance], method='db'), 'method=db takes the binding from the options'),
+        (dict(instance=[instance], binding_from='options'), 'binding_from=options takes the binding from the options'),
+        (dict(instance=[instance], binding_from='neutron', vif_type='ovs', binding_host='compute1'),
+         'vif_type and binding_host are for binding_from=options'),
+        # The cache has no API that writes it: method keeps its common meaning, and api is refused.
+        (dict(instance=[instance], method='api', vif_type='ovs', binding_host='compute1'),
+         'method=api cannot express this change with stackmender.openstack.nova_network_info_cache: '
+         'Nova has no API that writes the network info cache'),
         (dict(instance=['6c1c7a3e-63a1-4f0e-9a55-0c2f3e4d5a6b'], vif_type='ovs', binding_host='compute1'),
          'not found in any cell'),
         (dict(instance=[instance], port=['7c1c7a3e-63a1-4f0e-9a55-0c2f3e4d5a6b'], vif_type='ovs',
               binding_host='compute1'), 'are in no cache'),
-        (dict(instance=[instance]), 'nothing to take the binding from'),
+        (dict(instance=[instance]), 'configure a cloud (binding_from=neutron reads it from the instances\' Neutron '
+                                    'ports) or give vif_type and binding_host (binding_from=options)'),
     ]
     for extra, fragment in cases:
         assert_clean_failure(ansible(MODULE, dict(base, **extra)), fragment)

@@ -139,6 +139,71 @@ def test_waiting_hosts_by_guard_name_and_evidence():
     assert FILTERS['multibackend_waiting'](results, []) == []
 
 
+def test_refused_are_the_refusals_no_step_fixes():
+    results = [
+        dict(item=dict(from_host='planned'), changed=True, plan=[], guards=[]),
+        gate_result('waits', ('volume_transitional', [dict(id='v3')])),
+        gate_result('down', ('new_service_down', [dict(id=7)]), msg='refused: new service down'),
+    ]
+    assert FILTERS['multibackend_refused'](results, ['waits']) == ['down: refused: new service down']
+    assert FILTERS['multibackend_refused'](results, []) == ['waits: refused: ...', 'down: refused: new service down']
+    assert FILTERS['multibackend_refused']([results[0]], []) == []
+
+
+def test_the_preflight_refuses_a_new_service_not_up_once_and_an_old_one_up():
+    _volumes, _services, moves = inventory()
+    # controller1@lvm is up once, controller1 is down: nothing to refuse.
+    assert FILTERS['multibackend_new_not_up'](moves) == [] and FILTERS['multibackend_old_up'](moves) == []
+    services = multibackend.service_rows([api_service('a'), api_service('a@lvm', state='down'), api_service('b'),
+                                          api_service('b@lvm'), api_service('b@lvm')])
+    planned = multibackend.moves({'a': 'a@lvm#lvm', 'b': 'b@lvm#lvm', 'c': 'c@lvm#lvm', 'd@lvm': 'd@lvm#lvm'})
+    matched = multibackend.match_moves(planned, [], services)
+    assert FILTERS['multibackend_new_not_up'](matched) == [
+        'a@lvm is down', 'b@lvm is up/up', 'c@lvm is missing', 'd@lvm is missing']
+    # A move that stays on one service (d@lvm) has no old service rows; c has none listed.
+    assert FILTERS['multibackend_old_up'](matched) == ['a', 'b']
+
+
+def finding(volume, host, cls='volume_attached_without_bdm', from_status=('in-use',), repair=True):
+    return {'class': cls, 'host': host, 'message': 'volume %s is in-use for a deleted server' % volume,
+            'resources': dict(volume=volume),
+            'repair': dict(module='stackmender.openstack.cinder_volume_state',
+                           args=dict(volume=[volume], from_status=list(from_status))) if repair else None}
+
+
+def test_orphans_are_the_findings_on_the_services_of_the_moves_exactly():
+    moves = multibackend.moves({'controller1': 'controller1@lvm#lvm'})
+    findings = [finding('o1', 'controller1'), finding('o2', 'controller1@lvm', from_status=['in-use', 'attaching']),
+                finding('x1', 'controller1@other'),                 # the audit's hosts option matched it: not ours
+                finding('x2', 'controller10'),
+                finding('x3', 'controller1', cls='volume_stuck'),
+                finding('x4', 'controller1', repair=False)]
+    assert FILTERS['multibackend_orphans'](findings, moves, True) == dict(
+        volumes=['o1', 'o2'], from_status=['in-use', 'attaching'],
+        reasons=['volume o1 is in-use for a deleted server', 'volume o2 is in-use for a deleted server'])
+    kept = FILTERS['multibackend_orphans'](findings, moves, False)
+    assert kept['volumes'] == [] and len(kept['reasons']) == 2
+    assert FILTERS['multibackend_orphans']([], moves, True) == dict(volumes=[], from_status=[], reasons=[])
+
+
+def test_plan_lines_and_transitional():
+    resets = [dict(id='v3', from_status='deleting', status='error'),
+              dict(id='v5', from_status='extending', status='error_extending')]
+    gate = [dict(item=dict(from_host='controller1', to_host='controller1@lvm#lvm'), msg='refused: transitional')]
+    moves = [dict(old_services=[dict(host='controller1', state='down')])]
+    assert FILTERS['multibackend_transitional'](resets) == ['v3 deleting', 'v5 extending']
+    assert FILTERS['multibackend_plan_lines'](resets, gate, ['controller1'], moves, True, ['volume o1 ...']) == [
+        'step 1, reset: v3 deleting -> error, v5 extending -> error_extending',
+        'step 2, rehost: controller1 | controller1@lvm#lvm | refused: transitional',
+        'step 2 waits for step 1 on: controller1 (their plan follows in step 2, with the guard volume_transitional '
+        'overridden in check mode only)',
+        'step 2, old services: disable and soft-delete controller1',
+        'step 3, detach (in-use for deleted servers): volume o1 ...']
+    lines = FILTERS['multibackend_plan_lines']([], [], [], [dict(old_services=[])], False, [])
+    assert lines[0] == 'step 1, reset: nothing' and lines[2].startswith('step 2 waits for step 1 on: none')
+    assert lines[3] == 'step 2, old services: disable none' and lines[4].endswith(': nothing')
+
+
 def test_moved_and_report_lines():
     item = dict(from_host='controller1', to_host='controller1@lvm#lvm', volumes=['v1'],
                 old_services=[dict(host='controller1', state='down')])

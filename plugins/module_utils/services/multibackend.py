@@ -85,6 +85,72 @@ def match_moves(planned, volumes, services):
     return matched
 
 
+def new_services_not_up(matched):
+    """Each move whose new service is not exactly one service row that is up, as 'service is state(s)'.
+
+    Nothing would serve the moved volumes: the preflight refuses while this is not empty.
+    """
+    return ['%s is %s' % (move['new_service'], '/'.join(str(row['state']) for row in move['new_services']) or 'missing')
+            for move in matched if [row['state'] for row in move['new_services']] != ['up']]
+
+
+def old_services_up(matched):
+    """The old services of the moves that are still up (two services would own the same volumes)."""
+    return [row['host'] for move in matched for row in move['old_services'] if row['state'] == 'up']
+
+
+def orphans(findings, matched, reset_orphaned):
+    """The volumes left in-use for servers Nova deleted, on the services of the moves, from the audit.
+
+    ``findings``: consistency_info's; those of class volume_attached_without_bdm with a repair whose
+    ``host`` (the volume's service) is the old or the new service of a move count (the audit's hosts
+    option also matches host@other, so the services are compared exactly here). Returns ``volumes``
+    (empty unless ``reset_orphaned``), ``from_status`` (of their repairs) and ``reasons`` (the messages).
+    """
+    services = set(move['old_service'] for move in matched) | set(move['new_service'] for move in matched)
+    found = [finding for finding in findings or [] if finding.get('class') == 'volume_attached_without_bdm'
+             and finding.get('host') in services and finding.get('repair')]
+    statuses = []
+    for finding in found:
+        status = finding['repair']['args'].get('from_status')
+        for value in status if isinstance(status, list) else [status]:
+            if value is not None and value not in statuses:
+                statuses.append(value)
+    return dict(volumes=[finding['resources']['volume'] for finding in found] if reset_orphaned else [],
+                from_status=statuses, reasons=[finding['message'] for finding in found])
+
+
+def refused_lines(gate_results, waiting):
+    """'old host: message' of each check-mode rehost refused for a reason no step of the runbook fixes.
+
+    ``waiting``: the hosts of :func:`waiting_hosts`, whose refusal step 1 removes.
+    """
+    return ['%s: %s' % (result['item']['from_host'], result.get('msg')) for result in gate_results or []
+            if 'plan' not in result and result['item']['from_host'] not in waiting]
+
+
+def plan_lines(planned_resets, gate_results, waiting, matched, remove_old, orphan_reasons):
+    """The plan shown before step 1: the resets, each rehost's check-mode message, the hosts that wait
+    for step 1, what happens to the old services and the volumes step 3 detaches."""
+    return [
+        'step 1, reset: %s' % (', '.join('%s %s -> %s' % (reset['id'], reset['from_status'], reset['status'])
+                                         for reset in planned_resets) or 'nothing'),
+        'step 2, rehost: %s' % ', '.join('%s | %s | %s' % (result['item']['from_host'], result['item']['to_host'],
+                                                           result.get('msg')) for result in gate_results or []),
+        'step 2 waits for step 1 on: %s (their plan follows in step 2, with the guard %s overridden in check mode '
+        'only)' % (', '.join(waiting) or 'none', TRANSITIONAL_GUARD),
+        'step 2, old services: %s %s' % ('disable and soft-delete' if remove_old else 'disable',
+                                         ', '.join(row['host'] for move in matched for row in move['old_services'])
+                                         or 'none'),
+        'step 3, detach (in-use for deleted servers): %s' % ('; '.join(orphan_reasons) or 'nothing'),
+    ]
+
+
+def transitional_lines(planned_resets):
+    """'volume status' of each reset, for the refusal when resets are not allowed."""
+    return ['%s %s' % (reset['id'], reset['from_status']) for reset in planned_resets]
+
+
 def inventory_lines(services, volumes, matched):
     """The preflight's picture: each service with its volumes, hosts of volumes without a service, each move."""
     per_service = {}

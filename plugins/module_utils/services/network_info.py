@@ -14,8 +14,10 @@ still says ``migrating_to`` another host, or that has no network at all. The
 last one breaks the API: listing servers reads ``vif['network']['label']``
 for every VIF, and a VIF without a network answers 500.
 
-Nothing here reads or writes a database; the functions take and return
-plain dicts, so the module and its tests share them.
+The rules take and return plain dicts, so the module, the audit and their
+tests share them. The readers at the end (the cache row, the instance's
+unfinished migrations, its Neutron ports) read what the repair needs; nothing
+here writes.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,6 +25,10 @@ __metaclass__ = type
 
 import copy
 import json
+
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.services.nova import FINISHED_MIGRATION_STATUSES
 
 # binding:vif_type values that are no binding at all (nova.network.model).
 FAILED_VIF_TYPES = ('binding_failed', 'unbound')
@@ -162,3 +168,63 @@ def network_model(port, network, subnets, vif_type, vif_details):
                           or port.get('tenant_id') or port.get('project_id'),
                           mtu=network.get('mtu'), physical_network=physical,
                           tunneled=network.get('provider:network_type') in ('vxlan', 'geneve', 'gre')))
+
+
+# ------------------------------------------------------------------ readers
+
+def info_cache_rows(session, instance_uuid):
+    """The live ``instance_info_caches`` rows of an instance (Nova keeps one), oldest first."""
+    return session.query('SELECT id, instance_uuid, network_info, deleted, updated_at FROM instance_info_caches '
+                         'WHERE instance_uuid = %s AND deleted = 0 ORDER BY id', (instance_uuid,))
+
+
+def unfinished_migrations_of(cell, uuids):
+    """The migrations of a cell's instances ``uuids`` whose status is not a finished one, by id."""
+    finished = list(FINISHED_MIGRATION_STATUSES)
+    found = []
+    for chunk in chunks(uuids):
+        found.extend(cell.session.query(
+            'SELECT id, instance_uuid, status, migration_type, source_compute, dest_compute FROM migrations '
+            'WHERE instance_uuid IN (%s) AND deleted = 0 AND status NOT IN (%s) ORDER BY id'
+            % (placeholders(len(chunk)), placeholders(len(finished))), list(chunk) + finished))
+    return found
+
+
+def compute_host_known(cells, host):
+    """Whether a live nova-compute service of some cell (cell0 aside) is named exactly ``host``."""
+    for cell in cells:
+        if cell.is_cell0:
+            continue
+        if cell.session.query("SELECT id FROM services WHERE host = %s AND `binary` = 'nova-compute' "
+                              "AND deleted = 0 LIMIT 1", (host,)):
+            return True
+    return False
+
+
+def _neutron_get(conn, path, params):
+    try:
+        response = conn.network.get(path, params=params)
+        api.openstack.exceptions.raise_from_response(response)
+    except Exception as error:
+        if api.HAS_OPENSTACKSDK and isinstance(error, api.openstack.exceptions.SDKException):
+            raise api.translate(error, 'reading %s from Neutron' % path)
+        raise
+    return response.json()
+
+
+def instance_ports(conn, instance_uuid):
+    """{port id: port} of the Neutron ports whose device is the instance (GET /v2.0/ports?device_id=)."""
+    ports = _neutron_get(conn, '/ports', {'device_id': instance_uuid}).get('ports') or []
+    return dict((port.get('id'), port) for port in ports)
+
+
+def port_network(conn, port, binding):
+    """The ``network`` of a VIF rebuilt from the port, its network and subnets as Neutron reports them."""
+    network = {}
+    if port.get('network_id'):
+        network = _neutron_get(conn, '/networks/%s' % port['network_id'], None).get('network') or {}
+    subnet_ids = sorted(set(entry.get('subnet_id') for entry in port.get('fixed_ips') or [] if entry.get('subnet_id')))
+    subnets = []
+    if subnet_ids:
+        subnets = _neutron_get(conn, '/subnets', {'id': subnet_ids}).get('subnets') or []
+    return network_model(port, network, subnets, binding['vif_type'], binding['vif_details'])

@@ -34,7 +34,7 @@ def build_nova_network_info_cache(ctx):
                              instances)
         assert [json.loads(row['network_info'])[0]['type'] for row in rows] == ['ovs', 'ovs']
 
-    return Scenario(args=dict(instance=instances, method='db', vif_type='ovs', binding_host='compute1',
+    return Scenario(args=dict(instance=instances, binding_from='options', vif_type='ovs', binding_host='compute1',
                               vif_details=DETAILS),
                     databases=('nova_api',), tables=TABLES, verify=verify)
 
@@ -42,7 +42,7 @@ def build_nova_network_info_cache(ctx):
 def refuse_nova_network_info_cache(ctx):
     """Nova is still working on the instance (task_state set): its cache may be rewritten right now."""
     instance = _broken_instance(ctx, task_state='migrating')
-    return Scenario(args=dict(instance=[instance], method='db', vif_type='ovs', binding_host='compute1'),
+    return Scenario(args=dict(instance=[instance], binding_from='options', vif_type='ovs', binding_host='compute1'),
                     databases=('nova_api',), tables=TABLES)
 
 

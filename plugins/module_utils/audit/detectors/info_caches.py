@@ -143,8 +143,8 @@ def info_cache_vif_without_network(audit, spec):
             [_cache_evidence(row, vifs)], project=row['project_id'], host=row['host'],
             since=first_time(row['updated_at'], row['created_at']), now=now,
             key='%s/instance/%s' % (cell.option, row['instance_uuid']),
-            fix=spec.repair('nova_network_info_cache', instance=[row['instance_uuid']], method='api'),
-            hint='only Neutron can rebuild the network of a VIF: run the repair with a cloud (method=api)')
+            fix=spec.repair('nova_network_info_cache', instance=[row['instance_uuid']], binding_from='neutron'),
+            hint='only Neutron can rebuild the network of a VIF: run the repair with a cloud (binding_from=neutron)')
 
 
 def info_cache_migrating_to(audit, spec):
