@@ -86,6 +86,11 @@ class ModuleCase:
     unexercised: tuple = ()
     # The module has an API path: the secrets test also runs it against a cloud that does not answer.
     api: bool = False
+    # The scenario's arguments turned into a run that takes the API (by default, method=api).
+    api_args: typing.Optional[typing.Callable[[dict], dict]] = None
+
+    def arguments_for_api(self, args):
+        return self.api_args(args) if self.api_args else dict(args, method='api')
 
     def full_cycle_grants(self):
         return merge_grants(self.grants, self.undo_grants)

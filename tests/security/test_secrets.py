@@ -62,8 +62,11 @@ def runs_of(case, ctx, user, journal_dir, extra):
         return full
 
     first = LOGICAL_OPTIONS[scenario.databases[0]]
-    runs = [
-        ('check', args(scenario.args, scenario.databases), True),
+    runs = [('check', args(scenario.args, scenario.databases), True)]
+    if case.api:
+        # Before the apply, on the broken state: a module that asks the API only about what needs repair asks it.
+        runs.append(('api path', args(case.arguments_for_api(scenario.args), scenario.databases), False))
+    runs += [
         ('apply', args(scenario.args, scenario.databases), False),
         ('re-run', args(scenario.args, scenario.databases), False),
         ('guard refusal', args(refusal.args, refusal.databases), False),
@@ -75,8 +78,6 @@ def runs_of(case, ctx, user, journal_dir, extra):
         ('server down', args(scenario.args, scenario.databases, **{first: user.url(scenario.databases[0]).replace(
             ':%d/' % user.server.port, ':9/')}), False),
     ]
-    if case.api:
-        runs.append(('api path', args(scenario.args, scenario.databases, method='api'), False))
     return runs
 
 
