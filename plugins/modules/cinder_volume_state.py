@@ -224,6 +224,12 @@ unverified_guards:
       missing_option: nova_api_db (or nova_db)
       message: "Nova was not consulted, so nothing shows that no instance still uses the volume(s) to detach (6b1a...)"
   version_added: 0.1.0
+pending:
+  description: When O(wait) timed out, each volume not in the requested status, with the status it last showed (C(name), C(state)).
+  returned: failure by the wait's timeout
+  type: list
+  elements: dict
+  version_added: 0.1.0
 calls:
   description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
     A failure midway returns it too, and its message names the calls done and those not run.

@@ -29,8 +29,8 @@ description:
   - The API path (O(method=api), or V(auto) when a cloud is configured) handles the BDMs whose
     attachment Cinder still holds. It calls Nova's volume detach
     (C(DELETE /servers/{id}/os-volume_attachments/{volume})), which disconnects the disk on the
-    hypervisor, deletes the Cinder attachment and soft-deletes the BDM, then waits up to
-    O(timeout) for both services to let go. The plan names the compute microversion.
+    hypervisor, deletes the Cinder attachment and soft-deletes the BDM. With O(wait) it then
+    waits up to O(timeout) for both services to let go. The plan names the compute microversion.
   - Nova's API cannot remove a BDM that Cinder no longer knows (its detach asks Cinder first and
     fails), nor a root volume, nor anything while the server has a task or its compute is down.
     When any selected BDM is like that, V(auto) falls back to the database path (given O(nova_db)
@@ -224,6 +224,12 @@ unverified_guards:
     - guard: cinder_attachment_live
       missing_option: cinder_db
       message: "Cinder was not consulted, so nothing shows that Cinder no longer attaches the volume(s) of ..."
+  version_added: 0.1.0
+pending:
+  description: When O(wait) timed out, each volume still attached, with what Nova and Cinder last showed (C(name), C(state)).
+  returned: failure by the wait's timeout
+  type: list
+  elements: dict
   version_added: 0.1.0
 calls:
   description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
