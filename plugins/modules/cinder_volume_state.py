@@ -29,6 +29,8 @@ description:
     C(DELETE /attachments/{id}), so the backend export goes too. V(deleted) is a force delete
     (microversion 3.23), which needs the owning C(cinder-volume) to be up. If that service is
     down, V(auto) falls back to the database and says so in RV(method_reason).
+  - With O(wait), the API path then waits until each volume shows the requested status (or is
+    gone, for V(deleted)). A volume that turns C(error_deleting) fails the task at once.
   - The API path checks Nova through its API; the database path checks Nova's
     block device mappings when O(nova_db) or O(nova_api_db) is given.
 author:
@@ -37,6 +39,7 @@ extends_documentation_fragment:
   - stackmender.openstack.database
   - stackmender.openstack.safety
   - stackmender.openstack.attributes
+  - stackmender.openstack.wait
 options:
   volume:
     description:
@@ -83,21 +86,6 @@ options:
         task fail, with nothing changed. Volumes already in the desired state are left alone.
     type: list
     elements: str
-    version_added: 0.1.0
-  wait:
-    description:
-      - On the API path, wait after the calls until every volume reaches the requested status
-        (or is gone, for V(deleted)). A volume that turns C(error_deleting) fails the task at once.
-      - V(false) returns once Cinder accepted the calls and says so in RV(notes).
-    type: bool
-    default: true
-    version_added: 0.1.0
-  timeout:
-    description:
-      - Seconds to wait, with O(wait), for the volumes to reach the requested status. A timeout fails
-        the task and names each volume with its last status.
-    type: int
-    default: 180
     version_added: 0.1.0
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
@@ -225,7 +213,8 @@ unverified_guards:
       message: "Nova was not consulted, so nothing shows that no instance still uses the volume(s) to detach (6b1a...)"
   version_added: 0.1.0
 pending:
-  description: When O(wait) timed out, each volume not in the requested status, with the status it last showed (C(name), C(state)).
+  description: When O(wait) timed out, each volume not in the requested status (C(name)) with the
+    status it last showed (C(state)).
   returned: failure by the wait's timeout
   type: list
   elements: dict
@@ -261,7 +250,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remed
     ApiUnsuitable,
     RemediationModule,
     api_or_db,
-    wait_argument_spec,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import placeholders, uuid_list
 
@@ -275,7 +263,6 @@ class CinderVolumeState(RemediationModule):
     waits = True
     pending_what = 'volume(s) not in the requested status'
     argument_spec = dict(
-        wait_argument_spec(),
         volume=dict(type='list', elements='str', required=True, aliases=['volumes']),
         status=dict(type='str', choices=list(cinder.VOLUME_STATUSES)),
         attach_status=dict(type='str', choices=list(cinder.ATTACH_STATUSES)),

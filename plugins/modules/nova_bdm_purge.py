@@ -45,6 +45,7 @@ extends_documentation_fragment:
   - stackmender.openstack.database
   - stackmender.openstack.safety
   - stackmender.openstack.attributes
+  - stackmender.openstack.wait
 options:
   instance:
     description:
@@ -71,20 +72,6 @@ options:
         M(stackmender.openstack.journal_undo) can put it back.
     type: bool
     default: false
-    version_added: 0.1.0
-  wait:
-    description:
-      - On the API path, wait after the calls until Nova no longer lists each volume on its server
-        and Cinder holds no attachment of it to that server.
-      - V(false) returns once Nova accepted the detaches and says so in RV(notes).
-    type: bool
-    default: true
-    version_added: 0.1.0
-  timeout:
-    description:
-      - Seconds to wait, with O(wait). A timeout fails the task and names each volume still attached.
-    type: int
-    default: 180
     version_added: 0.1.0
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
@@ -226,7 +213,8 @@ unverified_guards:
       message: "Cinder was not consulted, so nothing shows that Cinder no longer attaches the volume(s) of ..."
   version_added: 0.1.0
 pending:
-  description: When O(wait) timed out, each volume still attached, with what Nova and Cinder last showed (C(name), C(state)).
+  description: When O(wait) timed out, each volume still attached (C(name)) with what Nova and Cinder
+    last showed (C(state)).
   returned: failure by the wait's timeout
   type: list
   elements: dict
@@ -265,7 +253,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remed
     RemediationModule,
     api_or_db,
     db_only,
-    wait_argument_spec,
 )
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import uuid_list
 
@@ -288,7 +275,6 @@ class NovaBdmPurge(RemediationModule):
     waits = True
     pending_what = 'volume(s) still attached'
     argument_spec = dict(
-        wait_argument_spec(),
         instance=dict(type='list', elements='str', aliases=['instances']),
         volume=dict(type='list', elements='str', aliases=['volumes']),
         purge=dict(type='bool', default=False),
