@@ -242,26 +242,18 @@ notes:
 '''
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import rehost
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import Plan, normalize, now, quote_identifier
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import Plan, normalize, now
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import RemediationModule, db_only
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import (
-    chunks,
-    placeholders,
-    uuid_list,
-)
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import uuid_list
 
 CINDER = 'cinder_db'
 NO_REHOST_API = ('Cinder has no API that changes the host of a volume without moving its data (os-migrate_volume '
                  'copies the data and needs the old cinder-volume service alive)')
-# An operation in flight was sent to the old service and will never finish there.
-BLOCKING_STATUSES = cinder.REHOST_BLOCKING_STATUSES
 SERVICE_SHOWN = ('id', 'uuid', 'host', 'binary', 'cluster_name', 'disabled', 'disabled_reason', 'updated_at',
                  'heartbeat_age', 'deleted')
 EVIDENCE_LIMIT = 50
-REASON_LENGTH = 255
-# Tables whose rows follow the volumes, with how each is selected and kept (soft delete or not).
-OWNED_TABLES = ('groups', 'consistencygroups', 'image_volume_cache_entries')
 
 
 def _shown(row, columns):
@@ -284,18 +276,9 @@ class CinderServiceRehost(RemediationModule):
         service_down_time=dict(type='int', default=60),
     )
 
-    # --------------------------------------------------------------- inputs
-
     def validate(self):
-        self.from_host = self.params['from_host']
-        self.to_host = self.params['to_host']
         # The same checks as the cinder_multibackend_migration role's (multibackend_invalid_moves).
-        self.to_pool = cinder.check_rehost_hosts(self.from_host, self.to_host)
-        self.old_service_host = cinder.service_host(self.from_host)
-        self.new_service_host = cinder.service_host(self.to_host)
-        # from_host naming the new service itself, without a pool, completes what cinder-manage
-        # volume update_host leaves: the pool-less rows get the pool and the service's uuid.
-        self.fill_pool = cinder.fills_pool(self.from_host, self.to_host)
+        self.move = rehost.Move(self.params['from_host'], self.params['to_host'])
         if not self.params['binary']:
             raise InputError('binary must not be empty')
         if self.params['service_down_time'] <= 0:
@@ -308,85 +291,27 @@ class CinderServiceRehost(RemediationModule):
         """The wanted columns this release's table has."""
         return [column for column in wanted if self.cinder_schema.has(table, column)]
 
-    def _matches(self, value):
-        return cinder.rehost_matches(value, self.from_host, self.to_host)
-
-    @staticmethod
-    def _select(columns):
-        return ', '.join(quote_identifier(column) for column in columns)
-
-    def _read_under(self, table, columns, live=True):
-        """Rows of ``table`` whose host is from_host or one of its pools (checked byte for byte)."""
-        where = cinder.host_condition('host')
-        if live:
-            where = 'deleted = 0 AND ' + where
-        params = cinder.host_condition_params(self.from_host)
-        rows = self.db.query('SELECT %s FROM %s WHERE %s ORDER BY id'
-                             % (self._select(columns), quote_identifier(table), where), params, lock=True)
-        matching = [row for row in rows if self._matches(row['host'])]
-        if live and len(matching) == len(rows):
-            # The condition matched these rows and no other: it can write them (see plan.uniform_updates).
-            self.scopes[table] = (((('deleted', 'equals'),), cinder.host_scope('host')), [0] + params)
-        return matching
-
-    def _read_volumes(self):
-        columns = self._columns('volumes', ('id', 'host', 'status', 'attach_status', 'migration_status', 'deleted',
-                                            'updated_at', 'service_uuid', 'cluster_name'))
+    def _read_volumes(self, plan):
+        columns = self._columns('volumes', rehost.VOLUME_COLUMNS)
         if not self.volume_ids:
-            return self._read_under('volumes', columns)
-        found = {}
-        for chunk in chunks(self.volume_ids):
-            for row in self.db.query('SELECT %s FROM volumes WHERE id IN (%s)'
-                                     % (self._select(columns), placeholders(len(chunk))),
-                                     chunk, lock=True):
-                found[row['id'].lower()] = row
-        missing = [volume_id for volume_id in self.volume_ids if volume_id not in found]
-        if missing:
-            raise InputError('volume(s) not found in the cinder database %s: %s'
-                             % (self.db.target.display(), ', '.join(missing)), missing=missing)
-        moving, elsewhere = [], []
-        for volume_id in self.volume_ids:
-            row = found[volume_id]
-            if row['deleted']:
-                elsewhere.append(dict(id=row['id'], host=row['host'], deleted=row['deleted'], problem='deleted'))
-            elif self._matches(row['host']):
-                moving.append(row)
-            elif row['host'] == self.to_host:
-                self.plan.note('volume %s is already at %s' % (row['id'], self.to_host))
-            else:
-                elsewhere.append(dict(id=row['id'], host=row['host'], problem='neither under from_host nor at to_host'))
+            volumes, self.scopes['volumes'] = rehost.read_under(self.db, self.move, 'volumes', columns)
+            return volumes
+        moving, already, elsewhere = rehost.sort_listed(self.move, rehost.read_listed_volumes(self.db, columns,
+                                                                                              self.volume_ids))
+        for row in already:
+            plan.note('volume %s is already at %s' % (row['id'], self.move.to_host))
         if elsewhere:
-            self.plan.refuse('volume_elsewhere', '%d listed volume(s) are deleted or under another host than %s '
-                             '(check the list)' % (len(elsewhere), self.from_host), elsewhere, never=True)
-            self.plan.stop_if_never_overridden()
+            plan.refuse('volume_elsewhere', '%d listed volume(s) are deleted or under another host than %s '
+                        '(check the list)' % (len(elsewhere), self.move.from_host), elsewhere, never=True)
+            plan.stop_if_never_overridden()
         return moving
 
-    def _read_attachments(self, moving_ids):
-        """Live attachments naming the old host, of the volumes that move now or (without a list)
-        that already moved to the new service, as after cinder-manage volume update_host."""
-        columns = self._columns('volume_attachment', ('id', 'volume_id', 'instance_uuid', 'attached_host',
-                                                      'attach_status', 'deleted', 'updated_at'))
-        rows = self.db.query('SELECT %s FROM volume_attachment WHERE deleted = 0 AND %s ORDER BY id'
-                             % (self._select(columns), cinder.host_condition('attached_host')),
-                             cinder.host_condition_params(self.from_host), lock=True)
-        rows = [row for row in rows if self._matches(row['attached_host'])]
-        others = sorted(set(row['volume_id'] for row in rows if row['volume_id'] not in moving_ids))
-        moved_before = set()
-        if others and not self.volume_ids:
-            for chunk in chunks(others):
-                for volume in self.db.query('SELECT id, host FROM volumes WHERE deleted = 0 AND id IN (%s)'
-                                            % placeholders(len(chunk)), chunk):
-                    if cinder.host_matches(volume['host'], self.new_service_host):
-                        moved_before.add(volume['id'])
-        return [row for row in rows if row['volume_id'] in moving_ids or row['volume_id'] in moved_before]
-
-    def _read_owned(self, table, moving_ids):
+    def _read_owned(self, plan, table, moving_ids):
         """Groups, consistency groups and image cache entries under from_host that move with the volumes."""
         if not self.cinder_schema.has(table, 'host'):
             return []
-        live = self.cinder_schema.has(table, 'deleted')
-        wanted = ('id', 'host', 'cluster_name', 'status', 'deleted', 'updated_at', 'volume_id', 'image_id')
-        rows = self._read_under(table, self._columns(table, wanted), live=live)
+        rows, _scope = rehost.read_under(self.db, self.move, table, self._columns(table, rehost.OWNED_COLUMNS),
+                                         live=self.cinder_schema.has(table, 'deleted'))
         if not self.volume_ids:
             return rows
         if table == 'image_volume_cache_entries':
@@ -394,32 +319,20 @@ class CinderServiceRehost(RemediationModule):
         link = 'group_id' if table == 'groups' else 'consistencygroup_id'
         if not self.cinder_schema.has('volumes', link):
             return []
-        members = {}
-        group_ids = [row['id'] for row in rows]
-        for chunk in chunks(group_ids):
-            for volume in self.db.query('SELECT id, host, %s AS group_id FROM volumes WHERE deleted = 0 AND %s IN (%s)'
-                                        % (quote_identifier(link), quote_identifier(link), placeholders(len(chunk))),
-                                        chunk):
-                members.setdefault(volume['group_id'], []).append(volume)
-        selected = []
-        for row in rows:
-            inside = [volume for volume in members.get(row['id'], []) if volume['id'] in moving_ids]
-            left = [volume for volume in members.get(row['id'], []) if volume['id'] not in moving_ids
-                    and self._matches(volume['host'])]
-            if not inside:
-                continue
-            if left:
-                self.plan.refuse('group_split', '%s %s would be split: volume(s) %s move but %s stay under %s'
-                                 % (table, row['id'], ', '.join(volume['id'] for volume in inside),
-                                    ', '.join(volume['id'] for volume in left), self.from_host),
-                                 [dict(table=table, id=row['id'], host=row['host'])] + left[:EVIDENCE_LIMIT])
-            selected.append(row)
+        members = rehost.read_group_members(self.db, link, [row['id'] for row in rows])
+        selected, splits = rehost.split_groups(self.move, rows, members, moving_ids)
+        for split in splits:
+            row, inside, left = split['row'], split['inside'], split['left']
+            plan.refuse('group_split', '%s %s would be split: volume(s) %s move but %s stay under %s'
+                        % (table, row['id'], ', '.join(volume['id'] for volume in inside),
+                           ', '.join(volume['id'] for volume in left), self.move.from_host),
+                        [dict(table=table, id=row['id'], host=row['host'])] + left[:EVIDENCE_LIMIT])
         return selected
 
     # ------------------------------------------------------------- planning
 
     def plan_db(self):
-        self.plan = plan = Plan(locked=self.planning_under_lock)
+        plan = Plan(locked=self.planning_under_lock)
         self.scopes = {}
         self.db = self.session(CINDER)
         self.cinder_schema = schema = self.schema(CINDER, 'cinder')
@@ -432,222 +345,134 @@ class CinderServiceRehost(RemediationModule):
         for column, table in (('service_uuid', 'volumes'), ('uuid', 'services')):
             if not schema.has(table, column):
                 plan.note('this cinder schema has no %s.%s; service_uuid is left alone' % (table, column))
-        services = cinder.live_services(self.db, self.params['binary'])
+        move, binary = self.move, self.params['binary']
+        services = cinder.live_services(self.db, binary)
         # The rows this run retires are read again under lock; the other services only feed the guards,
         # and their heartbeats must not wait for this run.
-        old_services = cinder.live_services(self.db, self.params['binary'], host=self.old_service_host, lock=True)
-        if not old_services and not self.fill_pool:
-            plan.note('no live %s service row %s (missing or already removed)'
-                      % (self.params['binary'], self.old_service_host))
-        if self.fill_pool:
+        old_services = cinder.live_services(self.db, binary, host=move.old_service_host, lock=True)
+        if not old_services and not move.fill_pool:
+            plan.note('no live %s service row %s (missing or already removed)' % (binary, move.old_service_host))
+        if move.fill_pool:
             old_services = []
             plan.note('from_host %s is the new service itself: only its rows without a pool are completed, and no '
-                      'service row is disabled or removed' % self.from_host)
-        new_services = [row for row in services if row['host'] == self.new_service_host]
+                      'service row is disabled or removed' % move.from_host)
+        new_services = [row for row in services if row['host'] == move.new_service_host]
 
-        volumes = self._read_volumes()
+        volumes = self._read_volumes(plan)
         moving_ids = set(volume['id'] for volume in volumes)
-        attachments = self._read_attachments(moving_ids)
-        owned = dict((table, self._read_owned(table, moving_ids)) for table in OWNED_TABLES)
+        attachments = rehost.read_attachments(self.db, move, self._columns('volume_attachment', rehost.ATTACHMENT_COLUMNS),
+                                              moving_ids, bool(self.volume_ids))
+        owned = dict((table, self._read_owned(plan, table, moving_ids)) for table in rehost.OWNED_TABLES)
         # As a plan holds it: 100,000 rows then share one text instead of each converting a datetime.
         stamp = normalize(now())
         if volumes or attachments or any(owned.values()):
-            new_service = self._new_service(new_services, services)
-            self._plan_volumes(plan, volumes, new_service, stamp)
-            self._plan_attachments(plan, attachments, stamp)
-            for table in OWNED_TABLES:
-                self._plan_owned(plan, table, owned[table], new_service, stamp)
-        self._plan_services(plan, old_services, moving_ids, stamp)
+            new_service = self._new_service(plan, new_services, services)
+            self._plan_moves(plan, volumes, attachments, owned, new_service, stamp)
+        retiring = rehost.service_changes(move, old_services, self.params['disable_old'], self.params['remove_old'],
+                                          stamp, schema.has('services', 'modified_at'))
+        for row, before, after in retiring:
+            plan.change(CINDER, 'services', {'id': row['id']}, before=before, after=after,
+                        expect=dict(host=row['host'], binary=row['binary'], updated_at=row['updated_at']),
+                        note='retire the old service (%s)' % ' and '.join(
+                            verb for verb, wanted in (('disable', 'disabled' in after), ('soft-delete', 'deleted' in after))
+                            if wanted))
+        retired = [row['id'] for row, _before, _after in retiring]
+        for row in old_services:
+            if row['id'] not in retired:
+                plan.note('old service %s (%s, id %s) is already disabled' % (row['host'], row['binary'], row['id']))
+        if self.params['remove_old'] and old_services:
+            self._guard_remaining(plan, old_services, moving_ids)
         if not plan.changes:
             plan.note('nothing under %s to move (no live volume%s, attachment, group, consistency group or image '
                       'cache entry) and no old %s service row to %s' % (
-                          self.from_host, ' of the list' if self.volume_ids else '', self.params['binary'],
-                          self._service_verbs()))
+                          move.from_host, ' of the list' if self.volume_ids else '', binary, self._service_verbs()))
             return plan
         self._guard_services(plan, old_services, new_services)
-        self._guard_volumes(plan, volumes)
+        busy = rehost.busy_volumes(volumes)
+        if busy:
+            plan.refuse('volume_transitional', '%d volume(s) under %s are in a transitional state (%s): their operation '
+                        'was sent to the old service and will never finish; reset them first'
+                        % (len(busy), move.from_host, ', '.join(rehost.busy_states(busy))),
+                        [_shown(volume, ('id', 'host', 'status', 'attach_status', 'migration_status'))
+                         for volume in busy[:EVIDENCE_LIMIT]])
         if attachments or [volume for volume in volumes if volume['status'] == 'in-use']:
             plan.warn('if the storage behind %s is not the very same as before, refresh the connection info of the '
                       'attached volumes (nova-manage volume_attachment refresh) before the next hard reboot'
-                      % self.to_host)
+                      % move.to_host)
         return plan
+
+    def _plan_moves(self, plan, volumes, attachments, owned, new_service, stamp):
+        move = self.move
+        updates = rehost.volume_updates(move, volumes, new_service, stamp,
+                                        self.cinder_schema.has('volumes', 'service_uuid'),
+                                        self.cinder_schema.has('volumes', 'cluster_name'))
+        # Every volume the condition read changes the same columns: one statement by that condition.
+        scope = self.scopes.get('volumes') if len(updates) == 1 else None
+        for after, rows in updates:
+            plan.updates(CINDER, 'volumes', 'id', rows, after, scope=scope,
+                         note='move the volume from %s to %s' % (move.from_host, move.to_host))
+        for key, before, after, expect in rehost.attachment_changes(move, attachments, stamp):
+            plan.change(CINDER, 'volume_attachment', {'id': key}, before=before, after=after, expect=expect,
+                        note='the attachment names the old Cinder host')
+        for table in rehost.OWNED_TABLES:
+            for key, before, after, expect in rehost.owned_changes(move, owned[table], new_service, stamp):
+                plan.change(CINDER, table, {'id': key}, before=before, after=after, expect=expect,
+                            note='%s under the old host moves with its volumes' % table)
 
     def _service_verbs(self):
         wanted = (('disable', self.params['disable_old']), ('remove', self.params['remove_old']))
         verbs = [verb for verb, chosen in wanted if chosen]
         return ' or '.join(verbs) or 'change'
 
-    def _new_service(self, new_services, services):
+    def _new_service(self, plan, new_services, services):
         """The one live new service, or a refusal force cannot override: there is nothing right to write."""
-        if len(new_services) == 1:
+        problem = rehost.new_service_problem(new_services, services, self.params['binary'], self.move.new_service_host)
+        if problem is None:
             return new_services[0]
-        if not new_services:
-            message = ('no live %s service %s exists: start it (or fix to_host) first; its uuid is what the volumes '
-                       'must point at' % (self.params['binary'], self.new_service_host))
-            evidence = [_shown(row, SERVICE_SHOWN) for row in services][:EVIDENCE_LIMIT]
-        else:
-            message = '%d live %s service rows claim %s; remove the stale one first' % (
-                len(new_services), self.params['binary'], self.new_service_host)
-            evidence = [_shown(row, SERVICE_SHOWN) for row in new_services]
-        self.plan.refuse('new_service_missing', message, evidence, never=True)
-        self.plan.stop_if_never_overridden()
+        message, evidence = problem
+        plan.refuse('new_service_missing', message, [_shown(row, SERVICE_SHOWN) for row in evidence][:EVIDENCE_LIMIT],
+                    never=True)
+        plan.stop_if_never_overridden()
         return None  # not reached: the refusal above stops the run
-
-    def _cluster_value(self, new_service):
-        cluster = new_service.get('cluster_name')
-        return '%s#%s' % (cluster, self.to_pool) if cluster else None
-
-    def _plan_volumes(self, plan, volumes, new_service, stamp):
-        cluster = self._cluster_value(new_service)
-        service_uuid = new_service.get('uuid')
-        targets = [('host', self.to_host)]
-        if self.cinder_schema.has('volumes', 'service_uuid') and 'uuid' in new_service:
-            targets.append(('service_uuid', service_uuid))
-        if self.cinder_schema.has('volumes', 'cluster_name'):
-            targets.append(('cluster_name', cluster))
-        shapes = {}
-        for volume in volumes:
-            changed = tuple(column for column, value in targets if volume[column] != value)
-            shapes.setdefault(changed, []).append(volume)
-        # Every volume the condition read changes the same columns: one statement by that condition.
-        scope = self.scopes.get('volumes') if len(shapes) == 1 else None
-        # Rows that change the same columns are one statement: keep them together, each shape in id order.
-        for changed in sorted(shapes, key=lambda columns: sorted(columns + ('updated_at',))):
-            after = dict((column, value) for column, value in targets if column in changed)
-            after['updated_at'] = stamp
-            rows = []
-            for volume in sorted(shapes[changed], key=lambda volume: volume['id']):
-                before = {column: volume[column] for column in changed}
-                # Normalized here, one value, rather than by the plan, which tests every value of the row.
-                before['updated_at'] = normalize(volume['updated_at'])
-                rows.append((volume['id'], before, {'deleted': 0, 'status': volume['status'],
-                                                    'migration_status': volume['migration_status']}))
-            plan.updates(CINDER, 'volumes', 'id', rows, after, scope=scope,
-                         note='move the volume from %s to %s' % (self.from_host, self.to_host))
-
-    def _shaped(self, old_value):
-        """The new host for a row that named the old one: with a pool if it had one."""
-        return self.to_host if '#' in old_value else self.new_service_host
-
-    def _plan_attachments(self, plan, attachments, stamp):
-        attachments = [row for row in attachments if self._shaped(row['attached_host']) != row['attached_host']]
-        for row in sorted(attachments, key=lambda row: (self._shaped(row['attached_host']), row['id'])):
-            plan.change(CINDER, 'volume_attachment', {'id': row['id']},
-                        before=dict(attached_host=row['attached_host'], updated_at=row['updated_at']),
-                        after=dict(attached_host=self._shaped(row['attached_host']), updated_at=stamp),
-                        expect=dict(deleted=0, volume_id=row['volume_id']),
-                        note='the attachment names the old Cinder host')
-
-    def _plan_owned(self, plan, table, rows, new_service, stamp):
-        cluster = self._cluster_value(new_service)
-        changes = []
-        for row in rows:
-            after = {}
-            if self._shaped(row['host']) != row['host']:
-                after['host'] = self._shaped(row['host'])
-            if 'cluster_name' in row and row['cluster_name'] != cluster:
-                after['cluster_name'] = cluster
-            if not after:
-                continue
-            before = dict((column, row[column]) for column in after)
-            expect = {}
-            if 'updated_at' in row:
-                before['updated_at'] = row['updated_at']
-                after['updated_at'] = stamp
-            if 'deleted' in row:
-                expect['deleted'] = 0
-            changes.append((sorted((column, repr(value)) for column, value in after.items() if column != 'updated_at'),
-                            row, before, after, expect))
-        for _shape, row, before, after, expect in sorted(changes, key=lambda item: (item[0], item[1]['id'])):
-            plan.change(CINDER, table, {'id': row['id']}, before=before, after=after, expect=expect,
-                        note='%s under the old host moves with its volumes' % table)
-
-    def _plan_services(self, plan, old_services, moving_ids, stamp):
-        reason = ('stackmender: rehosted to %s' % self.to_host)[:REASON_LENGTH]
-        has_modified_at = self.cinder_schema.has('services', 'modified_at')
-        for row in old_services:
-            after = {}
-            if self.params['disable_old'] and not row['disabled']:
-                after.update(disabled=1, disabled_reason=reason)
-                if has_modified_at:
-                    # Cinder's own disable stamps modified_at and keeps updated_at, the heartbeat.
-                    after['modified_at'] = stamp
-            if self.params['remove_old']:
-                after.update(deleted=1, deleted_at=stamp)
-            if not after:
-                plan.note('old service %s (%s, id %s) is already disabled' % (row['host'], row['binary'], row['id']))
-                continue
-            before = dict((column, row[column]) for column in after)
-            plan.change(CINDER, 'services', {'id': row['id']}, before=before, after=after,
-                        expect=dict(host=row['host'], binary=row['binary'], updated_at=row['updated_at']),
-                        note='retire the old service (%s)' % ' and '.join(
-                            verb for verb, wanted in (('disable', 'disabled' in after), ('soft-delete', 'deleted' in after))
-                            if wanted))
-        if self.params['remove_old'] and old_services:
-            self._guard_remaining(plan, old_services, moving_ids)
 
     # --------------------------------------------------------------- guards
 
     def _guard_services(self, plan, old_services, new_services):
-        down_time = self.params['service_down_time']
+        down_time, binary = self.params['service_down_time'], self.params['binary']
         alive = [row for row in old_services if cinder.service_is_up(row, down_time)]
         if alive:
             plan.refuse('old_service_up', 'the old %s service %s is up (last heartbeat %s s ago, service_down_time %d): '
                         'stop it first, two services must not own the same volumes'
-                        % (self.params['binary'], self.old_service_host,
+                        % (binary, self.move.old_service_host,
                            ', '.join(str(row['heartbeat_age']) for row in alive), down_time),
                         [_shown(row, SERVICE_SHOWN) for row in alive])
         dead = [row for row in new_services if not cinder.service_is_up(row, down_time)]
         if dead:
             plan.refuse('new_service_down', 'the new %s service %s is down (last heartbeat %s s ago, service_down_time '
                         '%d): nothing would serve the moved volumes'
-                        % (self.params['binary'], self.new_service_host,
+                        % (binary, self.move.new_service_host,
                            ', '.join(str(row['heartbeat_age']) for row in dead), down_time),
                         [_shown(row, SERVICE_SHOWN) for row in dead])
         disabled = [row for row in new_services if row['disabled']]
         if disabled:
             plan.warn('the new service %s is disabled (%s): it serves the moved volumes, but the scheduler places no '
-                      'new ones there' % (self.new_service_host, disabled[0]['disabled_reason'] or 'no reason given'))
-
-    def _guard_volumes(self, plan, volumes):
-        busy = [volume for volume in volumes
-                if volume['status'] in BLOCKING_STATUSES or cinder.is_migrating(volume['migration_status'])]
-        if busy:
-            plan.refuse('volume_transitional', '%d volume(s) under %s are in a transitional state (%s): their operation '
-                        'was sent to the old service and will never finish; reset them first'
-                        % (len(busy), self.from_host, ', '.join(sorted(set(
-                            volume['status'] if volume['status'] in BLOCKING_STATUSES else
-                            'migration %s' % volume['migration_status'] for volume in busy)))),
-                        [_shown(volume, ('id', 'host', 'status', 'attach_status', 'migration_status'))
-                         for volume in busy[:EVIDENCE_LIMIT]])
+                      'new ones there' % (self.move.new_service_host, disabled[0]['disabled_reason'] or 'no reason given'))
 
     def _guard_remaining(self, plan, old_services, moving_ids):
         """remove_old must not orphan volumes this run leaves with the old service."""
-        remaining = [row for row in self._read_under_service(old_services) if row['id'] not in moving_ids]
+        uuids = [row['uuid'] for row in old_services if row.get('uuid')]
+        remaining = [row for row in rehost.read_service_volumes(self.db, self.move.old_service_host, uuids,
+                                                                self.cinder_schema.has('volumes', 'service_uuid'))
+                     if row['id'] not in moving_ids]
         if remaining:
             plan.refuse('old_service_still_owns', 'remove_old: %d live volume(s) not moved by this run still belong to '
-                        'the old service %s' % (len(remaining), self.old_service_host),
+                        'the old service %s' % (len(remaining), self.move.old_service_host),
                         remaining[:EVIDENCE_LIMIT])
-
-    def _read_under_service(self, old_services):
-        """Live volumes of the old service: its host and every pool of it, or its uuid."""
-        has_uuid = self.cinder_schema.has('volumes', 'service_uuid')
-        rows = self.db.query('SELECT id, host%s FROM volumes WHERE deleted = 0 AND %s ORDER BY id'
-                             % (', service_uuid' if has_uuid else '', cinder.host_condition('host')),
-                             cinder.host_condition_params(self.old_service_host))
-        found = dict((row['id'], row) for row in rows if cinder.host_matches(row['host'], self.old_service_host))
-        if has_uuid:
-            uuids = [row['uuid'] for row in old_services if row.get('uuid')]
-            if uuids:
-                for row in self.db.query('SELECT id, host, service_uuid FROM volumes WHERE deleted = 0 AND '
-                                         'service_uuid IN (%s) ORDER BY id' % placeholders(len(uuids)), uuids):
-                    found.setdefault(row['id'], row)
-        return [found[key] for key in sorted(found)]
 
     def describe(self, plan):
         count = len([change for change in plan.changes if change.table == 'volumes'])
         return '%d volume(s) from %s to %s (%d row change(s))' % (
-            count, self.from_host, self.to_host, len(plan.changes))
+            count, self.move.from_host, self.move.to_host, len(plan.changes))
 
 
 def main():

@@ -29,6 +29,8 @@ description:
     C(DELETE /attachments/{id}), so the backend export goes too. V(deleted) is a force delete
     (microversion 3.23), which needs the owning C(cinder-volume) to be up. If that service is
     down, V(auto) falls back to the database and says so in RV(method_reason).
+  - With O(wait), the API path then waits until each volume shows the requested status (or is
+    gone, for V(deleted)). A volume that turns C(error_deleting) fails the task at once.
   - The API path checks Nova through its API; the database path checks Nova's
     block device mappings when O(nova_db) or O(nova_api_db) is given.
 author:
@@ -37,6 +39,7 @@ extends_documentation_fragment:
   - stackmender.openstack.database
   - stackmender.openstack.safety
   - stackmender.openstack.attributes
+  - stackmender.openstack.wait
 options:
   volume:
     description:
@@ -83,12 +86,6 @@ options:
         task fail, with nothing changed. Volumes already in the desired state are left alone.
     type: list
     elements: str
-    version_added: 0.1.0
-  timeout:
-    description:
-      - Seconds to wait, on the API path, for the volume to reach the requested state after the calls.
-    type: int
-    default: 180
     version_added: 0.1.0
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
@@ -215,6 +212,13 @@ unverified_guards:
       missing_option: nova_api_db (or nova_db)
       message: "Nova was not consulted, so nothing shows that no instance still uses the volume(s) to detach (6b1a...)"
   version_added: 0.1.0
+pending:
+  description: When O(wait) timed out, each volume not in the requested status (C(name)) with the
+    status it last showed (C(state)).
+  returned: failure by the wait's timeout
+  type: list
+  elements: dict
+  version_added: 0.1.0
 calls:
   description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
     A failure midway returns it too, and its message names the calls done and those not run.
@@ -238,15 +242,16 @@ notes:
   elements: str
 '''
 
-import time
-
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.cloud import translate
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import nova
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.services.nova import instance_rows, live_volume_bdms
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import DELETE, Plan, now
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import ApiUnsuitable, RemediationModule, api_or_db
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import (
+    ApiUnsuitable,
+    RemediationModule,
+    api_or_db,
+)
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import placeholders, uuid_list
 
 CINDER = 'cinder_db'
 
@@ -255,13 +260,14 @@ class CinderVolumeState(RemediationModule):
     module_name = 'stackmender.openstack.cinder_volume_state'
     required_databases = (CINDER,)
     method_policy = api_or_db()
+    waits = True
+    pending_what = 'volume(s) not in the requested status'
     argument_spec = dict(
         volume=dict(type='list', elements='str', required=True, aliases=['volumes']),
         status=dict(type='str', choices=list(cinder.VOLUME_STATUSES)),
         attach_status=dict(type='str', choices=list(cinder.ATTACH_STATUSES)),
         migration_status=dict(type='str', choices=list(cinder.MIGRATION_STATUSES)),
         from_status=dict(type='list', elements='str'),
-        timeout=dict(type='int', default=180),
     )
     module_kwargs = dict(required_one_of=[['status', 'attach_status', 'migration_status']])
 
@@ -298,12 +304,12 @@ class CinderVolumeState(RemediationModule):
         schema.require('volumes', ('id', 'status', 'attach_status', 'migration_status', 'deleted', 'deleted_at',
                                    'project_id', 'size', 'volume_type_id', 'group_id', 'consistencygroup_id'))
         schema.require('volume_attachment', ('volume_id', 'attach_status', 'detach_time', 'deleted'))
-        volumes = self._read_volumes(session)
+        volumes = cinder.listed_volumes(session, self.volume_ids)
         live = [volume for volume in volumes if not volume['deleted']]
         ids = [volume['id'] for volume in live]
         attachments = cinder.rows_by_volume(session, 'volume_attachment', ids)
         workers = cinder.volume_workers(session, ids)
-        bdms = self._nova_bdms(ids, plan)
+        bdms = self._nova_bdms(ids)
         self._unverified = []
         self._guard_instances_not_read(plan, [volume for volume in live if self._detaches(volume)], attachments)
         stamp = now()
@@ -333,28 +339,13 @@ class CinderVolumeState(RemediationModule):
 
     # ------------------------------------------------------------- reading
 
-    def _read_volumes(self, session):
-        found = {}
-        for chunk in chunks(self.volume_ids):
-            for row in session.query('SELECT * FROM volumes WHERE id IN (%s)' % placeholders(len(chunk)), chunk):
-                found[row['id'].lower()] = row
-        missing = [volume_id for volume_id in self.volume_ids if volume_id not in found]
-        if missing:
-            raise InputError('volume(s) not found in the cinder database %s: %s'
-                             % (session.target.display(), ', '.join(missing)), missing=missing)
-        return [found[volume_id] for volume_id in self.volume_ids]
-
-    def _nova_bdms(self, volume_ids, plan):
+    def _nova_bdms(self, volume_ids):
         """Live Nova BDMs by volume; None when no Nova cell database was given (the guard cannot look)."""
         if not volume_ids:
             return {}
-        cells = self.nova_cells()
-        if not cells:
+        if not self.nova_cells():
             return None
-        grouped = {}
-        for row in live_volume_bdms(cells, volume_ids):
-            grouped.setdefault(row['volume_id'], []).append(row)
-        return grouped
+        return nova.live_bdms_by_volume(self.nova_cells(), volume_ids)
 
     def _detaches(self, volume):
         return self.params['status'] == 'deleted' or self.desired(volume)[1] == 'detached'
@@ -371,7 +362,7 @@ class CinderVolumeState(RemediationModule):
         rows = [row for volume in volumes for row in attachments.get(volume['id'], [])
                 if row['instance_uuid'] and row['attach_status'] != 'detached']
         uuids = set(row['instance_uuid'] for row in rows)
-        present = instance_rows(cells, 'uuid', uuids=uuids)
+        present = nova.instance_rows(cells, 'uuid', uuids=uuids)
         absent = self.absent_instances([uuid for uuid in uuids if uuid not in present])
         for uuid in sorted(absent):
             absence = absent[uuid]
@@ -513,11 +504,8 @@ class CinderVolumeState(RemediationModule):
                   'if they still exist')
 
     def _plan_quota(self, plan, session, volumes, snapshots):
-        type_ids = sorted(set(volume['volume_type_id'] for volume in volumes if volume['volume_type_id']))
-        type_names = {}
-        for chunk in chunks(type_ids):
-            for row in session.query('SELECT id, name FROM volume_types WHERE id IN (%s)' % placeholders(len(chunk)), chunk):
-                type_names[row['id']] = row['name']
+        type_names = cinder.volume_type_names(session, [volume['volume_type_id'] for volume in volumes
+                                                        if volume['volume_type_id']])
         decrements = cinder.quota_decrements(volumes, type_names, snapshots)
         usage = cinder.quota_usage_rows(session, decrements)
         for key in sorted(decrements):
@@ -532,52 +520,23 @@ class CinderVolumeState(RemediationModule):
     def plan_api(self):
         plan = Plan()
         storage = self.conn.block_storage
-        try:
-            services = dict((service.host, service) for service in storage.services(binary='cinder-volume'))
-        except Exception as error:
-            raise translate(error, 'listing the cinder-volume services')
-        volumes = []
-        for volume_id in self.volume_ids:
-            try:
-                volumes.append(storage.get_volume(volume_id))
-            except Exception as error:
-                if getattr(error, 'status_code', None) == 404:
-                    raise InputError('volume %s not found through the Cinder API' % volume_id)
-                raise translate(error, 'reading volume %s' % volume_id)
-        bdms = self._nova_bdms([volume.id for volume in volumes], plan) if self.nova_cells() else {}
+        services = cinder.api_volume_services(storage)
+        volumes = [cinder.api_volume(storage, volume_id) for volume_id in self.volume_ids]
+        bdms = self._nova_bdms([volume.id for volume in volumes]) if self.nova_cells() else {}
         for volume in volumes:
-            attachments = [attachment for attachment in storage.attachments(volume_id=volume.id, all_projects=True)
-                           if attachment.status != 'detached']
+            attachments = cinder.api_live_attachments(storage, volume.id)
             owner = services.get((volume.host or '').split('#')[0])
             owner_up = owner is not None and owner.state == 'up'
-            nova_users = bdms.get(volume.id, []) + self._nova_api_users(volume, attachments)
+            nova_users = bdms.get(volume.id, []) + nova.api_volume_users(
+                self.conn.compute, volume.id, [attachment.instance for attachment in attachments])
             if self.params['status'] == 'deleted':
                 self._plan_api_delete(plan, volume, attachments, nova_users, owner_up)
             else:
                 self._plan_api_reset(plan, volume, attachments, nova_users, owner_up)
         return plan
 
-    def _nova_api_users(self, volume, attachments):
-        """Servers that still list the volume among their attachments, per Nova's API."""
-        users = []
-        for instance in sorted(set(attachment.instance for attachment in attachments if attachment.instance)):
-            try:
-                for attached in self.conn.compute.volume_attachments(instance):
-                    if attached.volume_id == volume.id:
-                        users.append(dict(instance_uuid=instance, device=attached.device, source='nova api'))
-            except Exception as error:
-                if getattr(error, 'status_code', None) != 404:
-                    raise translate(error, 'reading the volume attachments of server %s' % instance)
-        return users
-
-    def _api_state(self, volume, attachments):
-        attach_status = 'attached' if [a for a in attachments if a.status == 'attached'] else (
-            'detached' if not attachments else attachments[0].status)
-        return dict(id=volume.id, status=volume.status, attach_status=attach_status,
-                    migration_status=volume.migration_status)
-
     def _plan_api_reset(self, plan, volume, attachments, nova_users, owner_up):
-        state = self._api_state(volume, attachments)
+        state = cinder.api_volume_state(volume, attachments)
         status, attach, migration = self.desired(state)
         stale = attachments if attach == 'detached' else []
         if (state['status'], state['attach_status'], state['migration_status']) == (status, attach, migration) \
@@ -620,7 +579,7 @@ class CinderVolumeState(RemediationModule):
                   after=dict(status=status, attach_status=attach, migration_status=migration))
 
     def _plan_api_delete(self, plan, volume, attachments, nova_users, owner_up):
-        state = self._api_state(volume, attachments)
+        state = cinder.api_volume_state(volume, attachments)
         self._check_from_status(plan, state)
         if volume.status not in cinder.DELETABLE_STATUSES:
             plan.refuse('status_not_deletable', 'volume %s is %r; Cinder deletes only volumes in %s'
@@ -637,24 +596,25 @@ class CinderVolumeState(RemediationModule):
                   before=dict(status=volume.status), after=dict(status='deleted'))
         plan.warn('force delete also deletes the volume on its backend')
 
-    def verify_api(self, plan):
-        storage = self.conn.block_storage
-        deadline = time.time() + self.params['timeout']
-        for volume_id in sorted(set(call.resource.split('/', 1)[1] for call in plan.calls)):
-            expected = [call.after for call in plan.calls if call.resource == 'volumes/%s' % volume_id][-1]
-            while True:
-                try:
-                    volume = storage.get_volume(volume_id)
-                except Exception as error:
-                    if getattr(error, 'status_code', None) == 404 and expected.get('status') == 'deleted':
-                        break
-                    raise translate(error, 'reading back volume %s' % volume_id)
-                if volume.status == expected.get('status'):
-                    break
-                if volume.status == 'error_deleting' or time.time() > deadline:
-                    raise ApiError('volume %s is %s after the API calls, not %s; check cinder-volume and retry'
-                                   % (volume_id, volume.status, expected.get('status')))
-                time.sleep(1)
+    def api_pending(self, plan):
+        """The volumes not yet in the status their last call asked for, with the status they show."""
+        expected = {}
+        for call in plan.calls:
+            expected[call.resource.split('/', 1)[1]] = call.after.get('status')
+        pending = {}
+        for volume_id in sorted(expected):
+            volume = cinder.api_volume(self.conn.block_storage, volume_id, missing_ok=True)
+            if volume is None:
+                if expected[volume_id] != 'deleted':
+                    raise ApiError('volume %s is gone after the API calls, not %s' % (volume_id, expected[volume_id]))
+                continue
+            if volume.status == expected[volume_id]:
+                continue
+            if volume.status == 'error_deleting':
+                raise ApiError('volume %s is error_deleting after the API calls, not %s; check cinder-volume and retry'
+                               % (volume_id, expected[volume_id]))
+            pending['%s (%s, not %s)' % (volume_id, volume.status, expected[volume_id])] = volume.status
+        return pending
 
 
 def main():

@@ -29,8 +29,8 @@ description:
   - The API path (O(method=api), or V(auto) when a cloud is configured) handles the BDMs whose
     attachment Cinder still holds. It calls Nova's volume detach
     (C(DELETE /servers/{id}/os-volume_attachments/{volume})), which disconnects the disk on the
-    hypervisor, deletes the Cinder attachment and soft-deletes the BDM, then waits up to
-    O(timeout) for both services to let go. The plan names the compute microversion.
+    hypervisor, deletes the Cinder attachment and soft-deletes the BDM. With O(wait) it then
+    waits up to O(timeout) for both services to let go. The plan names the compute microversion.
   - Nova's API cannot remove a BDM that Cinder no longer knows (its detach asks Cinder first and
     fails), nor a root volume, nor anything while the server has a task or its compute is down.
     When any selected BDM is like that, V(auto) falls back to the database path (given O(nova_db)
@@ -45,6 +45,7 @@ extends_documentation_fragment:
   - stackmender.openstack.database
   - stackmender.openstack.safety
   - stackmender.openstack.attributes
+  - stackmender.openstack.wait
 options:
   instance:
     description:
@@ -71,13 +72,6 @@ options:
         M(stackmender.openstack.journal_undo) can put it back.
     type: bool
     default: false
-    version_added: 0.1.0
-  timeout:
-    description:
-      - Seconds to wait, on the API path, until Nova no longer lists each volume on its server and
-        Cinder holds no attachment of it to that server.
-    type: int
-    default: 180
     version_added: 0.1.0
 notes:
   - Guards, each overridable with O(force) and a O(force_reason) recorded in the journal.
@@ -218,6 +212,13 @@ unverified_guards:
       missing_option: cinder_db
       message: "Cinder was not consulted, so nothing shows that Cinder no longer attaches the volume(s) of ..."
   version_added: 0.1.0
+pending:
+  description: When O(wait) timed out, each volume still attached (C(name)) with what Nova and Cinder
+    last showed (C(state)).
+  returned: failure by the wait's timeout
+  type: list
+  elements: dict
+  version_added: 0.1.0
 calls:
   description: On the API path, every planned call with its C(outcome) (V(done), V(failed) or V(not run)).
     A failure midway returns it too, and its message names the calls done and those not run.
@@ -242,13 +243,18 @@ notes:
   elements: str
 '''
 
-import time
-
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.cloud import negotiated_microversion, translate
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import ApiError, InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
+from ansible_collections.stackmender.openstack.plugins.module_utils.services import nova
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.cloud import negotiated_microversion
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import DELETE, Plan, now
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import ApiUnsuitable, RemediationModule, api_or_db, db_only
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remediation import (
+    ApiUnsuitable,
+    RemediationModule,
+    api_or_db,
+    db_only,
+)
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import uuid_list
 
 CINDER = 'cinder_db'
 NOVA_DATABASES = ('nova_db', 'nova_api_db')
@@ -266,11 +272,12 @@ class NovaBdmPurge(RemediationModule):
     # Nova's detach soft-deletes a BDM; nothing in the API deletes its row (purge).
     method_policy = api_or_db()
     purge_policy = db_only('purge deletes the BDM rows, which no API does')
+    waits = True
+    pending_what = 'volume(s) still attached'
     argument_spec = dict(
         instance=dict(type='list', elements='str', aliases=['instances']),
         volume=dict(type='list', elements='str', aliases=['volumes']),
         purge=dict(type='bool', default=False),
-        timeout=dict(type='int', default=180),
     )
     module_kwargs = dict(required_one_of=[['instance', 'volume']])
 
@@ -279,8 +286,6 @@ class NovaBdmPurge(RemediationModule):
         self.volume_ids = uuid_list(self.params['volume'], 'volume')
         if not self.instance_ids and not self.volume_ids:
             raise InputError('give instance, volume or both to select the block device mappings to remove')
-        if self.params['timeout'] < 1:
-            raise InputError('timeout must be at least 1 second, got %d' % self.params['timeout'])
 
     def _has_databases(self):
         return any(option in self.targets for option in NOVA_DATABASES)
@@ -290,57 +295,21 @@ class NovaBdmPurge(RemediationModule):
 
     # ------------------------------------------------------------- reading
 
-    def _selection(self):
-        """WHERE clauses and parameters of the selectors, in chunks of bounded length."""
-        instance_chunks = list(chunks(self.instance_ids)) or [None]
-        volume_chunks = list(chunks(self.volume_ids)) or [None]
-        for instances in instance_chunks:
-            for volumes in volume_chunks:
-                where, params = [], []
-                if instances:
-                    where.append('b.instance_uuid IN (%s)' % placeholders(len(instances)))
-                    params.extend(instances)
-                if volumes:
-                    where.append('b.volume_id IN (%s)' % placeholders(len(volumes)))
-                    params.extend(volumes)
-                yield ' AND '.join(where), params
-
     def _read_bdms(self, cell):
         """Live volume BDMs of one cell matching the selectors, with their instance's state."""
-        option = cell.name
-        schema = self.schema(option, 'nova')
-        schema.require('block_device_mapping', BDM_COLUMNS, purpose='select and soft-delete volume BDMs')
-        found = []
-        for where, params in self._selection():
-            rows = cell.session.query(
-                "SELECT b.*, i.host AS instance_host, i.vm_state AS instance_vm_state, i.deleted AS instance_deleted "
-                "FROM block_device_mapping b LEFT JOIN instances i ON i.uuid = b.instance_uuid "
-                "WHERE b.deleted = 0 AND b.destination_type = 'volume' AND %s ORDER BY b.id" % where, params)
-            for row in rows:
-                row['cell'] = option
-                found.append(row)
-        return found
+        self.schema(cell.name, 'nova').require('block_device_mapping', BDM_COLUMNS,
+                                               purpose='select and soft-delete volume BDMs')
+        return nova.selected_volume_bdms(cell, self.instance_ids, self.volume_ids)
 
     def _cinder_attachments(self, bdms):
         """Live Cinder attachments of each (volume, instance) pair of the BDMs."""
         pairs = set((row['volume_id'], row['instance_uuid']) for row in bdms if row['volume_id'])
         if not pairs:
             return {}
-        session = self.session(CINDER)
         self.schema(CINDER, 'cinder').require('volume_attachment', ('id', 'volume_id', 'instance_uuid',
                                                                     'attach_status', 'deleted'),
                                               purpose='check for live Cinder attachments')
-        grouped = {}
-        for chunk in chunks(sorted(set(volume for volume, _instance in pairs))):
-            rows = session.query(
-                'SELECT id, volume_id, instance_uuid, attached_host, mountpoint, attach_status, deleted '
-                'FROM volume_attachment WHERE deleted = 0 AND volume_id IN (%s) ORDER BY id' % placeholders(len(chunk)),
-                chunk)
-            for row in rows:
-                pair = (row['volume_id'], row['instance_uuid'])
-                if pair in pairs:
-                    grouped.setdefault(pair, []).append(row)
-        return grouped
+        return cinder.live_pair_attachments(self.session(CINDER), pairs)
 
     # ------------------------------------------------------------ planning
 
@@ -431,11 +400,8 @@ class NovaBdmPurge(RemediationModule):
         microversion = negotiated_microversion(compute, VOLUME_ATTACHMENT_MAX_MICROVERSION)
         found = 0
         for server in servers:
-            try:
-                attached = [a for a in compute.volume_attachments(server)
-                            if not self.volume_ids or a.volume_id in self.volume_ids]
-            except Exception as error:
-                raise translate(error, 'listing the volume attachments of server %s' % server.id)
+            attached = [a for a in nova.api_server_volumes(compute, server)
+                        if not self.volume_ids or a.volume_id in self.volume_ids]
             for attachment in attached:
                 found += 1
                 live = [a for a in self._cinder_live(attachment.volume_id, cinder_attachments) if a.instance == server.id]
@@ -456,11 +422,7 @@ class NovaBdmPurge(RemediationModule):
     def _cinder_live(self, volume_id, cache):
         """Cinder's attachments of a volume that are not detached (read once per volume)."""
         if volume_id not in cache:
-            try:
-                cache[volume_id] = [a for a in self.conn.block_storage.attachments(volume_id=volume_id, all_projects=True)
-                                    if a.status != 'detached']
-            except Exception as error:
-                raise translate(error, 'listing the Cinder attachments of volume %s' % volume_id)
+            cache[volume_id] = cinder.api_live_attachments(self.conn.block_storage, volume_id)
         return cache[volume_id]
 
     def _api_servers(self, cinder_attachments, unsuitable):
@@ -469,11 +431,7 @@ class NovaBdmPurge(RemediationModule):
         server_ids = list(self.instance_ids)
         if not server_ids:
             for volume_id in self.volume_ids:
-                try:
-                    storage.get_volume(volume_id)
-                except Exception as error:
-                    if getattr(error, 'status_code', None) != 404:
-                        raise translate(error, 'reading volume %s' % volume_id)
+                if cinder.api_volume(storage, volume_id, missing_ok=True) is None:
                     unsuitable.append('volume %s does not exist in Cinder; only the database can find the BDMs '
                                       'Nova keeps for it' % volume_id)
                     continue
@@ -484,33 +442,20 @@ class NovaBdmPurge(RemediationModule):
                 server_ids.extend(holder for holder in holders if holder not in server_ids)
         servers = []
         for server_id in server_ids:
-            try:
-                server = compute.get_server(server_id)
-            except Exception as error:
-                if getattr(error, 'status_code', None) != 404:
-                    raise translate(error, 'reading server %s' % server_id)
+            server = nova.api_server(compute, server_id)
+            if server is None:
                 unsuitable.append('server %s does not exist in Nova\'s API (deleted, or never scheduled)' % server_id)
                 continue
             if server.task_state:
                 unsuitable.append('server %s has task_state %s, and Nova refuses a detach while a task runs'
                                   % (server.id, server.task_state))
                 continue
-            if server.vm_state != 'shelved_offloaded' and not self._compute_up(server.compute_host):
+            if server.vm_state != 'shelved_offloaded' and not nova.api_compute_up(compute, server.compute_host):
                 unsuitable.append('the nova-compute of host %s, where server %s runs, is not up, so a detach would '
                                   'never complete' % (server.compute_host, server.id))
                 continue
             servers.append(server)
         return servers
-
-    def _compute_up(self, host):
-        if not host:
-            return False
-        try:
-            services = list(self.conn.compute.services(host=host, binary='nova-compute'))
-        except Exception as error:
-            raise translate(error, 'reading the nova-compute service of host %s' % host)
-        # A disabled compute still detaches; only a down (or forced down) one would leave the call hanging.
-        return any(service.state == 'up' for service in services)
 
     def _plan_detach(self, plan, server, attachment, live, microversion):
         compute = self.conn.compute
@@ -523,25 +468,18 @@ class NovaBdmPurge(RemediationModule):
                   before=dict(attached=True, device=attachment.device, cinder_attachments=len(live)),
                   after=dict(attached=False, device=None, cinder_attachments=0))
 
-    def verify_api(self, plan):
-        """Wait until Nova no longer lists each volume and Cinder holds no attachment of it to the server."""
-        deadline = time.time() + self.params['timeout']
+    def api_pending(self, plan):
+        """The detaches not finished: Nova still lists the volume on the server, or Cinder still attaches it."""
+        pending = {}
         for call in plan.calls:
             server_id, volume_id = call.arguments['server_id'], call.arguments['volume_id']
-            while True:
-                try:
-                    in_nova = [a for a in self.conn.compute.volume_attachments(server_id) if a.volume_id == volume_id]
-                    in_cinder = [a for a in self.conn.block_storage.attachments(volume_id=volume_id, all_projects=True)
-                                 if a.instance == server_id and a.status != 'detached']
-                except Exception as error:
-                    raise translate(error, 'reading back the attachment of volume %s to server %s' % (volume_id, server_id))
-                if not in_nova and not in_cinder:
-                    break
-                if time.time() > deadline:
-                    raise ApiError('volume %s is still attached to server %s after %d s (Nova lists it: %s, Cinder '
-                                   'attachments: %d); check nova-compute on the server\'s host and run again'
-                                   % (volume_id, server_id, self.params['timeout'], bool(in_nova), len(in_cinder)))
-                time.sleep(1)
+            in_nova = [a for a in nova.api_server_volumes(self.conn.compute, server_id) if a.volume_id == volume_id]
+            in_cinder = [a for a in cinder.api_live_attachments(self.conn.block_storage, volume_id)
+                         if a.instance == server_id]
+            if in_nova or in_cinder:
+                state = 'Nova lists it: %s, Cinder attachments: %d' % (bool(in_nova), len(in_cinder))
+                pending['volume %s on server %s (%s)' % (volume_id, server_id, state)] = state
+        return pending
 
     def describe(self, plan):
         if plan.calls:

@@ -227,7 +227,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(ansible, dbs, cloud, journal
         (dict(), 'one of the following is required: instance, volume'),
         (dict(instance=[]), 'instance: the list is empty'),
         (dict(volume=volume, method='api', purge=True), 'method=api cannot express this change'),
-        (dict(volume=volume, timeout=0), 'timeout must be at least 1 second'),
+        (dict(volume=volume, timeout=0), 'timeout must be a positive number of seconds, got 0'),
         (dict(volume=volume, force=True), 'force_reason'),
         (dict(volume=volume, purge='maybe'), 'purge'),
     ]

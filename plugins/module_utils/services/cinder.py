@@ -14,6 +14,7 @@ row of a volume is hard-deleted, never the ``SENTINEL`` row.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.cloud import translate
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import quote_identifier, scope_condition
@@ -392,3 +393,84 @@ def detach_changes(volume, attachments, stamp, detaching=None, specs=(), admin_m
                             note='the status Cinder gives a volume from its remaining attachments (%d)'
                                  % len(remaining)))
     return changes, (status, attach_status)
+
+
+# ---------------------------------------------------------------- reading volumes, attachments, services
+# Used by cinder_volume_state, nova_bdm_purge and cinder_service_rehost.
+
+def listed_volumes(session, volume_ids, columns='*', lock=False):
+    """The ``volumes`` rows of ``volume_ids`` (deleted ones included), in the order listed.
+
+    ``columns``: the SELECT list, quoted by the caller. InputError names the ids no row has.
+    """
+    found = {}
+    for chunk in chunks(volume_ids):
+        for row in session.query('SELECT %s FROM volumes WHERE id IN (%s)' % (columns, placeholders(len(chunk))),
+                                 chunk, lock=lock):
+            found[row['id'].lower()] = row
+    missing = [volume_id for volume_id in volume_ids if volume_id not in found]
+    if missing:
+        raise InputError('volume(s) not found in the cinder database %s: %s'
+                         % (session.target.display(), ', '.join(missing)), missing=missing)
+    return [found[volume_id] for volume_id in volume_ids]
+
+
+def volume_type_names(session, type_ids):
+    """{volume type id: name} of ``type_ids``."""
+    names = {}
+    for chunk in chunks(sorted(set(type_ids))):
+        for row in session.query('SELECT id, name FROM volume_types WHERE id IN (%s)' % placeholders(len(chunk)), chunk):
+            names[row['id']] = row['name']
+    return names
+
+
+def live_pair_attachments(session, pairs):
+    """Live ``volume_attachment`` rows of (volume id, instance uuid) pairs, grouped by pair (evidence columns)."""
+    grouped = {}
+    for chunk in chunks(sorted(set(volume for volume, _instance in pairs))):
+        rows = session.query(
+            'SELECT id, volume_id, instance_uuid, attached_host, mountpoint, attach_status, deleted '
+            'FROM volume_attachment WHERE deleted = 0 AND volume_id IN (%s) ORDER BY id' % placeholders(len(chunk)),
+            chunk)
+        for row in rows:
+            pair = (row['volume_id'], row['instance_uuid'])
+            if pair in pairs:
+                grouped.setdefault(pair, []).append(row)
+    return grouped
+
+
+def api_volume_services(storage):
+    """{host: service} of the cinder-volume services, through Cinder's API."""
+    try:
+        return dict((service.host, service) for service in storage.services(binary='cinder-volume'))
+    except Exception as error:
+        raise translate(error, 'listing the cinder-volume services')
+
+
+def api_volume(storage, volume_id, missing_ok=False):
+    """A volume through Cinder's API; a missing one is None with ``missing_ok``, else InputError."""
+    try:
+        return storage.get_volume(volume_id)
+    except Exception as error:
+        if getattr(error, 'status_code', None) != 404:
+            raise translate(error, 'reading volume %s' % volume_id)
+        if missing_ok:
+            return None
+        raise InputError('volume %s not found through the Cinder API' % volume_id)
+
+
+def api_live_attachments(storage, volume_id):
+    """Cinder's attachments of a volume that are not detached, through its API."""
+    try:
+        return [attachment for attachment in storage.attachments(volume_id=volume_id, all_projects=True)
+                if attachment.status != 'detached']
+    except Exception as error:
+        raise translate(error, 'listing the Cinder attachments of volume %s' % volume_id)
+
+
+def api_volume_state(volume, attachments):
+    """The state of a volume read through the API, as the database path names it."""
+    attach_status = 'attached' if [a for a in attachments if a.status == 'attached'] else (
+        'detached' if not attachments else attachments[0].status)
+    return dict(id=volume.id, status=volume.status, attach_status=attach_status,
+                migration_status=volume.migration_status)

@@ -7,7 +7,9 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.cloud import translate
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders
 
 
 def instance_rows(cells, columns, uuids=(), host=None, optional=(), has_column=None):
@@ -115,3 +117,86 @@ def compute_services(cell, hosts, service_down_time=SERVICE_DOWN_TIME, columns=C
         row['service_down_time'] = service_down_time
         row['cell'] = cell.name
     return rows
+
+
+# ---------------------------------------------------------------- volume BDMs and attachments
+# Used by cinder_volume_state and nova_bdm_purge.
+
+def live_bdms_by_volume(cells, volume_ids):
+    """:func:`live_volume_bdms` grouped by volume id."""
+    grouped = {}
+    for row in live_volume_bdms(cells, volume_ids) if volume_ids else ():
+        grouped.setdefault(row['volume_id'], []).append(row)
+    return grouped
+
+
+def _bdm_selection(instance_ids, volume_ids):
+    """WHERE clauses and parameters of the selectors, in chunks of bounded length."""
+    for instances in list(chunks(instance_ids)) or [None]:
+        for volumes in list(chunks(volume_ids)) or [None]:
+            where, params = [], []
+            if instances:
+                where.append('b.instance_uuid IN (%s)' % placeholders(len(instances)))
+                params.extend(instances)
+            if volumes:
+                where.append('b.volume_id IN (%s)' % placeholders(len(volumes)))
+                params.extend(volumes)
+            yield ' AND '.join(where), params
+
+
+def selected_volume_bdms(cell, instance_ids, volume_ids):
+    """Live volume BDMs of one cell on ``instance_ids`` and/or of ``volume_ids``, with their instance's state.
+
+    Each row names its cell's database option (``cell``).
+    """
+    found = []
+    for where, params in _bdm_selection(instance_ids, volume_ids):
+        rows = cell.session.query(
+            "SELECT b.*, i.host AS instance_host, i.vm_state AS instance_vm_state, i.deleted AS instance_deleted "
+            "FROM block_device_mapping b LEFT JOIN instances i ON i.uuid = b.instance_uuid "
+            "WHERE b.deleted = 0 AND b.destination_type = 'volume' AND %s ORDER BY b.id" % where, params)
+        for row in rows:
+            row['cell'] = cell.name
+            found.append(row)
+    return found
+
+
+def api_server(compute, server_id):
+    """A server through Nova's API, or None when Nova's API does not know it."""
+    try:
+        return compute.get_server(server_id)
+    except Exception as error:
+        if getattr(error, 'status_code', None) != 404:
+            raise translate(error, 'reading server %s' % server_id)
+        return None
+
+
+def api_server_volumes(compute, server_id, missing_ok=False):
+    """The volume attachments Nova's API lists for a server; with ``missing_ok`` none for a server it does not know."""
+    try:
+        return list(compute.volume_attachments(server_id))
+    except Exception as error:
+        if missing_ok and getattr(error, 'status_code', None) == 404:
+            return []
+        raise translate(error, 'listing the volume attachments of server %s' % server_id)
+
+
+def api_volume_users(compute, volume_id, instances):
+    """Of ``instances``, those whose attachments in Nova's API still list the volume."""
+    users = []
+    for instance in sorted(set(instance for instance in instances if instance)):
+        for attached in api_server_volumes(compute, instance, missing_ok=True):
+            if attached.volume_id == volume_id:
+                users.append(dict(instance_uuid=instance, device=attached.device, source='nova api'))
+    return users
+
+
+def api_compute_up(compute, host):
+    """Whether a nova-compute of ``host`` is up through Nova's API (a disabled one still counts as up)."""
+    if not host:
+        return False
+    try:
+        services = list(compute.services(host=host, binary='nova-compute'))
+    except Exception as error:
+        raise translate(error, 'reading the nova-compute service of host %s' % host)
+    return any(service.state == 'up' for service in services)
