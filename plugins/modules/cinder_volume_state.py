@@ -251,7 +251,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine.remed
     RemediationModule,
     api_or_db,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import placeholders, uuid_list
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import uuid_list
 
 CINDER = 'cinder_db'
 
@@ -313,7 +313,10 @@ class CinderVolumeState(RemediationModule):
         self._unverified = []
         self._guard_instances_not_read(plan, [volume for volume in live if self._detaches(volume)], attachments)
         stamp = now()
-        retiring, detaching = [], []
+        # One read of every volume's attached_mode metadata, which a detach drops, not one per volume.
+        attached_mode = ({} if self.params['status'] == 'deleted' else cinder.rows_by_volume(
+            session, 'volume_admin_metadata', ids, ' AND `key` = %s', ('attached_mode',)))
+        retiring = []
         for volume in volumes:
             if self.params['status'] == 'deleted':
                 if volume['deleted']:
@@ -323,12 +326,9 @@ class CinderVolumeState(RemediationModule):
                 continue
             if volume['deleted']:
                 raise InputError('volume %s is deleted; its status can no longer be set' % volume['id'])
-            if self._plan_reset(plan, volume, attachments.get(volume['id'], []), workers.get(volume['id'], []),
-                                None if bdms is None else bdms.get(volume['id'], []), stamp):
-                detaching.append(volume['id'])
-        if detaching:
-            # One read for every detached volume's attached_mode metadata, not one per volume.
-            self._plan_admin_metadata(plan, session, detaching, stamp, keys=('attached_mode',))
+            self._plan_reset(plan, volume, attachments.get(volume['id'], []), workers.get(volume['id'], []),
+                             None if bdms is None else bdms.get(volume['id'], []), stamp,
+                             attached_mode.get(volume['id'], []))
         if retiring:
             self._plan_retire(plan, retiring, attachments, workers, bdms, stamp, session, schema)
         return plan
@@ -391,15 +391,15 @@ class CinderVolumeState(RemediationModule):
                         [dict(id=volume['id'], status=volume['status'])], never=True)
             plan.stop_if_never_overridden()
 
-    def _plan_reset(self, plan, volume, attachments, workers, bdms, stamp):
-        """Plan one volume's reset; True when its attached_mode metadata goes too."""
+    def _plan_reset(self, plan, volume, attachments, workers, bdms, stamp, attached_mode):
+        """Plan one volume's reset; a reset to detached is Cinder's detach (cinder.detach_changes)."""
         status, attach, migration = self.desired(volume)
         current = (volume['status'], volume['attach_status'], volume['migration_status'])
         # Cinder's reset to detached soft-deletes every live attachment row, whatever its state.
         detach_rows = attachments if attach == 'detached' else []
         if current == (status, attach, migration) and not detach_rows:
             plan.note('volume %s is already %s/%s' % (volume['id'], status, attach))
-            return False
+            return
         self._check_from_status(plan, volume)
         volume_id = volume['id']
         if cinder.is_migrating(volume['migration_status']) and self.params['migration_status'] is None:
@@ -426,27 +426,15 @@ class CinderVolumeState(RemediationModule):
             before['updated_at'] = volume['updated_at']
             plan.change(CINDER, 'volumes', {'id': volume_id}, before=before, after=changes,
                         expect={'deleted': 0}, note='reset volume state')
-        for row in detach_rows:
-            plan.change(CINDER, 'volume_attachment', {'id': row['id']},
-                        before=dict(deleted=row['deleted'], deleted_at=row['deleted_at'],
-                                    attach_status=row['attach_status'], detach_time=row['detach_time']),
-                        after=dict(deleted=1, deleted_at=stamp, attach_status='detached', detach_time=stamp),
-                        note='detach: soft-delete the attachment as Cinder does')
+        if attach == 'detached':
+            # The operator chose the volume's status; the attachments and attached_mode go as in Cinder's detach.
+            detached, _status = cinder.detach_changes(volume, detach_rows, stamp, admin_metadata=attached_mode,
+                                                      set_status=False)
+            for change in detached:
+                plan.change(CINDER, **change)
         for row in workers:
             plan.change(CINDER, 'workers', {'id': row['id']}, action=DELETE, before=row,
                         note='remove the cleanup worker entry the reset makes useless')
-        return attach == 'detached'
-
-    def _plan_admin_metadata(self, plan, session, volume_ids, stamp, keys=None):
-        where, params = '', ()
-        if keys:
-            where, params = ' AND `key` IN (%s)' % placeholders(len(keys)), tuple(keys)
-        for rows in cinder.rows_by_volume(session, 'volume_admin_metadata', volume_ids, where, params).values():
-            for row in rows:
-                plan.change(CINDER, 'volume_admin_metadata', {'id': row['id']},
-                            before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
-                            after=dict(deleted=1, deleted_at=stamp),
-                            note='soft-delete %s admin metadata' % (row['key'] if keys else 'the volume\'s'))
 
     def _plan_retire(self, plan, volumes, attachments, workers, bdms, stamp, session, schema):
         ids = [volume['id'] for volume in volumes]
@@ -481,19 +469,19 @@ class CinderVolumeState(RemediationModule):
                                     migration_status=volume['migration_status']),
                         after=dict(status='deleted', deleted=1, deleted_at=stamp, migration_status=None),
                         note='retire the volume as Cinder\'s volume_destroy does')
+        for volume in volumes:
+            # Its attachments go as in Cinder's detach; the loop below retires every other dependent row.
+            detached, _status = cinder.detach_changes(volume, attachments.get(volume['id'], []), stamp, set_status=False)
+            for change in detached:
+                plan.change(CINDER, **change)
         for table in cinder.VOLUME_DEPENDENT_TABLES:
-            if not schema.has(table, 'volume_id'):
+            if table == 'volume_attachment' or not schema.has(table, 'volume_id'):
                 continue
-            rows = snapshots if table == 'snapshots' else attachments if table == 'volume_attachment' else \
-                cinder.rows_by_volume(session, table, ids)
+            rows = snapshots if table == 'snapshots' else cinder.rows_by_volume(session, table, ids)
             for volume_id in ids:
                 for row in rows.get(volume_id, []):
-                    before = dict(deleted=row['deleted'], deleted_at=row['deleted_at'])
-                    after = dict(deleted=1, deleted_at=stamp)
-                    if table == 'volume_attachment':
-                        before.update(attach_status=row['attach_status'], detach_time=row['detach_time'])
-                        after.update(attach_status='detached', detach_time=stamp)
-                    plan.change(CINDER, table, {'id': row['id']}, before=before, after=after,
+                    plan.change(CINDER, table, {'id': row['id']}, before=dict(deleted=row['deleted'], deleted_at=row['deleted_at']),
+                                after=dict(deleted=1, deleted_at=stamp),
                                 note='soft-delete the rows that go with a deleted volume')
         for volume_id in ids:
             for row in workers.get(volume_id, []):

@@ -676,9 +676,6 @@ class RemediationModule(object):
     pending_what = 'resource(s) not finished'
 
     def _wait_for_cloud(self, plan):
-        if hasattr(self, 'verify_api'):  # transitional: modules move to api_pending
-            self.verify_api(plan)
-            return
         if not self.waits:
             return
         if not self.params['wait']:
