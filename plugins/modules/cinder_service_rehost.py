@@ -239,6 +239,16 @@ notes:
   returned: when there are any
   type: list
   elements: str
+fingerprint:
+  description: The fingerprint of the plan (see O(expected_fingerprint)); the same plan made again has the same one.
+  returned: success
+  type: str
+  sample: "sha256:9f2c4e0b7d1a5c3e8f6a2b4d0c9e7f1a3b5d7c9e1f3a5b7d9c1e3f5a7b9d1c3e"
+review:
+  description: In check mode, the items the fingerprint is made of (one line per row change or API call, secrets
+    by their stand-in) and the C(fingerprint); give it to O(expected_fingerprint) to apply only this plan.
+  returned: check mode
+  type: dict
 '''
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.services import cinder
