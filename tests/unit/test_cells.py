@@ -24,6 +24,9 @@ class FakeSession:
         rows = self.instance_mappings if 'FROM instance_mappings' in sql else self.build_requests
         return [dict(row) for row in rows if row['instance_uuid'] in params]
 
+    def select_in(self, sql, values, before=(), after=()):
+        return self.query(sql, list(before) + list(values) + list(after))
+
 
 def mapping(mapping_id, uuid, name, database):
     return dict(id=mapping_id, uuid=uuid, name=name,

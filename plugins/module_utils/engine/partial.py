@@ -41,7 +41,6 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan 
     quote_identifier,
     sql_value,
 )
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders
 
 UNKNOWN = 'unknown'
 # Keys per SELECT when reading the journaled rows back.
@@ -84,13 +83,11 @@ def read_live_rows(sessions, entries):
         keys.setdefault(comparable(key_value), sql_value(key_value))
     live = {}
     for (option, table, key_columns), keys in wanted.items():
-        values = list(keys.values())
-        for chunk in chunks(values, READ_CHUNK):
-            rows = sessions[option].query('SELECT * FROM %s WHERE %s IN (%s)' % (
-                quote_identifier(table), quote_identifier(key_columns[0]), placeholders(len(chunk))), chunk)
-            for row in rows:
-                identity = row_identity(option, table, dict((column, row[column]) for column in key_columns))
-                live[identity] = normalize_row(row)
+        rows = sessions[option].select_in('SELECT * FROM %s WHERE %s IN ({in})' % (
+            quote_identifier(table), quote_identifier(key_columns[0])), list(keys.values()), size=READ_CHUNK)
+        for row in rows:
+            identity = row_identity(option, table, dict((column, row[column]) for column in key_columns))
+            live[identity] = normalize_row(row)
     return live
 
 

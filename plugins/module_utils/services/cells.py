@@ -24,7 +24,6 @@ __metaclass__ = type
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import database as db
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders
 
 CELL0_UUID = '00000000-0000-0000-0000-000000000000'
 NOVA_DB = 'nova_db'
@@ -156,23 +155,20 @@ def instance_mappings(api_session, uuids):
     """{uuid: row} of the instance mappings of ``uuids`` (id, instance_uuid, cell_id, queued_for_delete,
     updated_at, cell uuid and name)."""
     found = {}
-    for chunk in chunks(sorted(set(uuids))):
-        for row in api_session.query(
-                'SELECT m.id, m.instance_uuid, m.cell_id, m.queued_for_delete, m.updated_at, c.uuid AS cell_uuid, '
-                'c.name AS cell_name FROM instance_mappings m LEFT JOIN cell_mappings c ON c.id = m.cell_id '
-                'WHERE m.instance_uuid IN (%s) ORDER BY m.id' % placeholders(len(chunk)), chunk):
-            found.setdefault(row['instance_uuid'], row)
+    for row in api_session.select_in(
+            'SELECT m.id, m.instance_uuid, m.cell_id, m.queued_for_delete, m.updated_at, c.uuid AS cell_uuid, '
+            'c.name AS cell_name FROM instance_mappings m LEFT JOIN cell_mappings c ON c.id = m.cell_id '
+            'WHERE m.instance_uuid IN ({in}) ORDER BY m.id', sorted(set(uuids))):
+        found.setdefault(row['instance_uuid'], row)
     return found
 
 
 def build_requests(api_session, uuids):
     """{uuid: row} of the build requests of ``uuids`` (id, instance_uuid, project_id, created_at)."""
     found = {}
-    for chunk in chunks(sorted(set(uuids))):
-        for row in api_session.query(
-                'SELECT id, instance_uuid, project_id, created_at FROM build_requests WHERE instance_uuid IN (%s) '
-                'ORDER BY id' % placeholders(len(chunk)), chunk):
-            found.setdefault(row['instance_uuid'], row)
+    for row in api_session.select_in('SELECT id, instance_uuid, project_id, created_at FROM build_requests '
+                                     'WHERE instance_uuid IN ({in}) ORDER BY id', sorted(set(uuids))):
+        found.setdefault(row['instance_uuid'], row)
     return found
 
 

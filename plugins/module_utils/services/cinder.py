@@ -18,7 +18,7 @@ from ansible_collections.stackmender.openstack.plugins.module_utils.engine.cloud
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.errors import InputError
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import redaction
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import quote_identifier, scope_condition
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, host_name, placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import host_name, placeholders
 
 # Every volume status Cinder's reset-status accepts, plus 'deleted' (ours).
 VOLUME_STATUSES = (
@@ -165,11 +165,9 @@ def rows_by_volume(session, table, volume_ids, extra_where='', extra_params=()):
 def volume_workers(session, volume_ids):
     """Cleanup ``workers`` rows of the volumes (the SENTINEL row is never one)."""
     grouped = {}
-    for chunk in chunks(volume_ids):
-        rows = session.query("SELECT * FROM workers WHERE resource_type = 'VOLUME' AND resource_id IN (%s) ORDER BY id"
-                             % placeholders(len(chunk)), chunk)
-        for row in rows:
-            grouped.setdefault(row['resource_id'], []).append(row)
+    for row in session.select_in("SELECT * FROM workers WHERE resource_type = 'VOLUME' AND resource_id IN ({in}) "
+                                 "ORDER BY id", volume_ids):
+        grouped.setdefault(row['resource_id'], []).append(row)
     return grouped
 
 
@@ -216,13 +214,11 @@ def quota_usage_rows(session, keys):
     """Live ``quota_usages`` rows for (project, resource) pairs."""
     projects = sorted(set(project for project, _resource in keys))
     found = {}
-    for chunk in chunks(projects):
-        rows = session.query('SELECT * FROM quota_usages WHERE deleted = 0 AND project_id IN (%s) ORDER BY id'
-                             % placeholders(len(chunk)), chunk)
-        for row in rows:
-            key = (row['project_id'], row['resource'])
-            if key in keys:
-                found.setdefault(key, []).append(row)
+    for row in session.select_in('SELECT * FROM quota_usages WHERE deleted = 0 AND project_id IN ({in}) ORDER BY id',
+                                 projects):
+        key = (row['project_id'], row['resource'])
+        if key in keys:
+            found.setdefault(key, []).append(row)
     return found
 
 
@@ -404,10 +400,8 @@ def listed_volumes(session, volume_ids, columns='*', lock=False):
     ``columns``: the SELECT list, quoted by the caller. InputError names the ids no row has.
     """
     found = {}
-    for chunk in chunks(volume_ids):
-        for row in session.query('SELECT %s FROM volumes WHERE id IN (%s)' % (columns, placeholders(len(chunk))),
-                                 chunk, lock=lock):
-            found[row['id'].lower()] = row
+    for row in session.select_in('SELECT %s FROM volumes WHERE id IN ({in})' % columns, volume_ids, lock=lock):
+        found[row['id'].lower()] = row
     missing = [volume_id for volume_id in volume_ids if volume_id not in found]
     if missing:
         raise InputError('volume(s) not found in the cinder database %s: %s'
@@ -418,24 +412,20 @@ def listed_volumes(session, volume_ids, columns='*', lock=False):
 def volume_type_names(session, type_ids):
     """{volume type id: name} of ``type_ids``."""
     names = {}
-    for chunk in chunks(sorted(set(type_ids))):
-        for row in session.query('SELECT id, name FROM volume_types WHERE id IN (%s)' % placeholders(len(chunk)), chunk):
-            names[row['id']] = row['name']
+    for row in session.select_in('SELECT id, name FROM volume_types WHERE id IN ({in})', sorted(set(type_ids))):
+        names[row['id']] = row['name']
     return names
 
 
 def live_pair_attachments(session, pairs):
     """Live ``volume_attachment`` rows of (volume id, instance uuid) pairs, grouped by pair (evidence columns)."""
     grouped = {}
-    for chunk in chunks(sorted(set(volume for volume, _instance in pairs))):
-        rows = session.query(
-            'SELECT id, volume_id, instance_uuid, attached_host, mountpoint, attach_status, deleted '
-            'FROM volume_attachment WHERE deleted = 0 AND volume_id IN (%s) ORDER BY id' % placeholders(len(chunk)),
-            chunk)
-        for row in rows:
-            pair = (row['volume_id'], row['instance_uuid'])
-            if pair in pairs:
-                grouped.setdefault(pair, []).append(row)
+    for row in session.select_in('SELECT id, volume_id, instance_uuid, attached_host, mountpoint, attach_status, deleted '
+                                 'FROM volume_attachment WHERE deleted = 0 AND volume_id IN ({in}) ORDER BY id',
+                                 sorted(set(volume for volume, _instance in pairs))):
+        pair = (row['volume_id'], row['instance_uuid'])
+        if pair in pairs:
+            grouped.setdefault(pair, []).append(row)
     return grouped
 
 

@@ -27,7 +27,7 @@ import copy
 import json
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine import cloud as api
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders
+from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import placeholders
 from ansible_collections.stackmender.openstack.plugins.module_utils.services.nova import FINISHED_MIGRATION_STATUSES
 
 # binding:vif_type values that are no binding at all (nova.network.model).
@@ -181,13 +181,10 @@ def info_cache_rows(session, instance_uuid):
 def unfinished_migrations_of(cell, uuids):
     """The migrations of a cell's instances ``uuids`` whose status is not a finished one, by id."""
     finished = list(FINISHED_MIGRATION_STATUSES)
-    found = []
-    for chunk in chunks(uuids):
-        found.extend(cell.session.query(
-            'SELECT id, instance_uuid, status, migration_type, source_compute, dest_compute FROM migrations '
-            'WHERE instance_uuid IN (%s) AND deleted = 0 AND status NOT IN (%s) ORDER BY id'
-            % (placeholders(len(chunk)), placeholders(len(finished))), list(chunk) + finished))
-    return found
+    return cell.session.select_in(
+        'SELECT id, instance_uuid, status, migration_type, source_compute, dest_compute FROM migrations '
+        'WHERE instance_uuid IN ({in}) AND deleted = 0 AND status NOT IN (%s) ORDER BY id' % placeholders(len(finished)),
+        uuids, after=finished)
 
 
 def compute_host_known(cells, host):

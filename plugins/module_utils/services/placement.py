@@ -17,7 +17,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.stackmender.openstack.plugins.module_utils.engine.plan import DELETE, INSERT
-from ansible_collections.stackmender.openstack.plugins.module_utils.engine.validation import chunks, placeholders
 
 ALLOCATION_COLUMNS = ('id', 'resource_provider_id', 'consumer_id', 'resource_class_id', 'used', 'updated_at')
 CONSUMER_COLUMNS = ('id', 'uuid', 'generation', 'updated_at')
@@ -38,9 +37,8 @@ PROVIDER_SELECT = ('SELECT id, uuid, name, generation, root_provider_id, parent_
 def _providers_by(session, column, values):
     """{value of ``column``: provider row} of the providers whose ``column`` is one of ``values``."""
     found = {}
-    for chunk in chunks(sorted(set(value for value in values if value))):
-        for row in session.query(PROVIDER_SELECT % (column, placeholders(len(chunk))), chunk):
-            found[row[column]] = row
+    for row in session.select_in(PROVIDER_SELECT % (column, '{in}'), sorted(set(value for value in values if value))):
+        found[row[column]] = row
     return found
 
 
@@ -56,24 +54,19 @@ def providers_by_id(session, ids):
 
 def allocations_of(session, consumer_uuids):
     """Allocations of the consumers, with the provider's uuid and root and the class name."""
-    found = []
-    for chunk in chunks(sorted(set(consumer_uuids))):
-        found.extend(session.query(
-            'SELECT a.id, a.resource_provider_id, a.consumer_id, a.resource_class_id, a.used, a.updated_at, '
-            'p.uuid AS provider_uuid, p.root_provider_id, rc.name AS resource_class '
-            'FROM allocations a JOIN resource_providers p ON p.id = a.resource_provider_id '
-            'LEFT JOIN resource_classes rc ON rc.id = a.resource_class_id '
-            'WHERE a.consumer_id IN (%s) ORDER BY a.id' % placeholders(len(chunk)), chunk))
-    return found
+    return session.select_in(
+        'SELECT a.id, a.resource_provider_id, a.consumer_id, a.resource_class_id, a.used, a.updated_at, '
+        'p.uuid AS provider_uuid, p.root_provider_id, rc.name AS resource_class '
+        'FROM allocations a JOIN resource_providers p ON p.id = a.resource_provider_id '
+        'LEFT JOIN resource_classes rc ON rc.id = a.resource_class_id '
+        'WHERE a.consumer_id IN ({in}) ORDER BY a.id', sorted(set(consumer_uuids)))
 
 
 def consumers_by_uuid(session, uuids):
     found = {}
-    for chunk in chunks(sorted(set(uuids))):
-        rows = session.query('SELECT id, uuid, generation, updated_at FROM consumers WHERE uuid IN (%s)'
-                             % placeholders(len(chunk)), chunk)
-        for row in rows:
-            found[row['uuid']] = row
+    for row in session.select_in('SELECT id, uuid, generation, updated_at FROM consumers WHERE uuid IN ({in})',
+                                 sorted(set(uuids))):
+        found[row['uuid']] = row
     return found
 
 

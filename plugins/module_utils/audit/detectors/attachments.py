@@ -53,7 +53,7 @@ def volume_attached_without_bdm(audit, spec):
     volumes = reads.volume_rows(audit, candidates)
     attachments = group(reads.attachment_rows(audit, volume_ids=candidates), 'volume_id')
     instance_uuids = set(row['instance_uuid'] for rows in attachments.values() for row in rows if row['instance_uuid'])
-    instances = reads.instance_rows(audit, instance_uuids)
+    instances = reads.instances_by_uuid(audit, instance_uuids)
     # An instance in none of the cells read is only missing when Nova has no trace of it anywhere.
     absent = audit.absent_instances(set(uuid for uuid in instance_uuids if uuid not in instances))
     not_judged = sorted(uuid for uuid, absence in absent.items() if not absence.gone)
@@ -224,7 +224,7 @@ def attachment_of_deleted_instance(audit, spec):
                   in reads.live_attachments(audit).items() if instance and instance not in live]
     if not candidates:
         return
-    instances = reads.instance_rows(audit, set(instance for _a, _v, instance in candidates))
+    instances = reads.instances_by_uuid(audit, set(instance for _a, _v, instance in candidates))
     # Only every cell read, with no mapping and no build request, makes an instance missing.
     absent = audit.absent_instances(set(instance for _a, _v, instance in candidates if instance not in instances))
     chosen = orphaned_attachments(candidates, instances, absent)

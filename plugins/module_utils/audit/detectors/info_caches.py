@@ -68,7 +68,7 @@ def _info_cache_rows(audit, cell):
         caches = dict((row['instance_uuid'], row) for row in audit.rows_in(
             cell.option, 'SELECT id, instance_uuid, created_at, updated_at, network_info FROM instance_info_caches '
                          'WHERE id IN (%s)', look))
-        instances = reads.instance_rows(audit, list(caches) + missing)
+        instances = reads.instances_by_uuid(audit, list(caches) + missing)
         found = []
         for uuid in sorted(instances):
             instance = instances[uuid]

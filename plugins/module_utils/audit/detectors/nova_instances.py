@@ -189,7 +189,7 @@ def instance_mapping_missing(audit, spec):
     flagged = mapping_defects(reads.live_instances(audit), mappings)
     if not flagged:
         return
-    rows = reads.instance_rows(audit, set(uuid for uuid, _cell, _reason in flagged))
+    rows = reads.instances_by_uuid(audit, set(uuid for uuid, _cell, _reason in flagged))
     for uuid, cell, reason in flagged:
         instance = rows[uuid]
         now = audit.now(cell.option)

@@ -81,7 +81,7 @@ def allocation_wrong_provider(audit, spec):
                        'LEFT JOIN resource_classes rc ON rc.id = a.resource_class_id '
                        'WHERE a.consumer_id IN (%s) ORDER BY a.id', [item[0] for item in flagged]):
         details.setdefault(row['consumer_id'], []).append(row)
-    instances = reads.instance_rows(audit, [item[0] for item in flagged])
+    instances = reads.instances_by_uuid(audit, [item[0] for item in flagged])
     for consumer, cell, host, node, expected, wrong in sorted(flagged, key=lambda item: item[0]):
         instance = instances.get(consumer, {})
         wrong_uuids = sorted(providers[provider_id][0] for provider_id in wrong)

@@ -61,7 +61,7 @@ def mapped_volumes(audit):
     return set(volume_id for _cell, _instance, volume_id, _attachment in volume_bdms(audit))
 
 
-def instance_rows(audit, uuids):
+def instances_by_uuid(audit, uuids):
     """{uuid: row} of the instances with these uuids in any cell, live or deleted (the live row wins);
     each row's ``cell`` is its cell's option. The read is nova.instance_rows."""
     found = {}
