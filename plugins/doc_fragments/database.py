@@ -177,5 +177,5 @@ options:
     default: 30
     version_added: 0.1.0
 requirements:
-  - PyMySQL (for the database path)
+  - PyMySQL (for the database path, and for guards that read a database given; a run that only uses the API needs none)
 '''

@@ -85,7 +85,7 @@ seealso:
   - module: stackmender.openstack.cinder_volume_state
   - module: stackmender.openstack.nova_bdm_purge
 requirements:
-  - openstacksdk
+  - openstacksdk >= 1.0.0
 '''
 
 EXAMPLES = r'''

@@ -40,6 +40,8 @@ extends_documentation_fragment:
   - stackmender.openstack.safety
   - stackmender.openstack.attributes
   - stackmender.openstack.wait
+requirements:
+  - openstacksdk >= 1.0.0 (for the API path)
 options:
   volume:
     description:

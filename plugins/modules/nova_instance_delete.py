@@ -57,6 +57,8 @@ extends_documentation_fragment:
   - stackmender.openstack.database
   - stackmender.openstack.safety
   - stackmender.openstack.attributes
+requirements:
+  - openstacksdk >= 1.0.0 (for the API path)
 options:
   instance:
     description:

@@ -53,6 +53,8 @@ extends_documentation_fragment:
   - stackmender.openstack.safety
   - stackmender.openstack.wait
   - stackmender.openstack.attributes
+requirements:
+  - openstacksdk >= 1.0.0 (for the API path)
 options:
   instance:
     description:

@@ -41,6 +41,8 @@ extends_documentation_fragment:
   - stackmender.openstack.database
   - stackmender.openstack.safety
   - stackmender.openstack.attributes
+requirements:
+  - openstacksdk >= 1.0.0 (to read the binding from Neutron)
 options:
   instance:
     description:

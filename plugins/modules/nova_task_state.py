@@ -59,6 +59,8 @@ extends_documentation_fragment:
   - stackmender.openstack.safety
   - stackmender.openstack.attributes
   - stackmender.openstack.wait
+requirements:
+  - openstacksdk >= 1.0.0 (for the API path)
 options:
   instance:
     description:
