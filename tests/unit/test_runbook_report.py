@@ -11,7 +11,7 @@ POWER_LOSS = dict(
     incident='2026-12-07-rack4', snapshot='/var/lib/stackmender/power-loss/snapshot.json',
     snapshot_taken_at='2026-12-07T02:00:00Z', relations=3, broken_before=[{'volume_id': 'v1'}, {'volume_id': 'v2'}],
     iscsi='login', iscsi_targets=2, reset_in_use=['v1'], reset_available=['v2'], rebooted=['s1'],
-    block_device_mappings_removed=[{'volume': 'v2', 'instance': 's2'}], reattached=[{'volume': 'v2', 'server': 's2'}],
+    block_device_mappings_removed=[{'volume': 'v2', 'instance': 's2'}], reattached=[{'volume_id': 'v2', 'server_id': 's2', 'device': '/dev/vdb'}],
     journals='/var/lib/stackmender/power-loss/journal', restored=False,
     still_broken=[{'volume_id': 'v9', 'server_id': 's9', 'problems': ['not attached', HOSTILE]}])
 EVACUATION = dict(
@@ -28,7 +28,7 @@ MULTIBACKEND = dict(
 
 
 @pytest.mark.parametrize('runbook, report, moved, left', [
-    ('power_loss_recovery', POWER_LOSS, 's1', 'v9 on s9'),
+    ('power_loss_recovery', POWER_LOSS, 'v2 to s2', 'v9 on s9'),
     ('compute_node_evacuation', EVACUATION, 'web-1', 'i2: not in the expected state'),
     ('cinder_multibackend_migration', MULTIBACKEND, 'controller1@lvm#lvm', 'volume v8 is in-use for a deleted server'),
 ])

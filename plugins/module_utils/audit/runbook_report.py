@@ -42,7 +42,7 @@ def _power_loss(report):
             ('hard rebooted', 'rebooted'))] + [
         ('block device mappings removed', ', '.join('%s on %s' % (entry.get('volume'), entry.get('instance'))
                                                     for entry in _list(report.get('block_device_mappings_removed'))) or '-'),
-        ('reattached', ', '.join('%s to %s' % (entry.get('volume'), entry.get('server') or entry.get('instance'))
+        ('reattached', ', '.join('%s to %s' % (entry.get('volume_id'), entry.get('server_id'))
                                  for entry in _list(report.get('reattached')) if isinstance(entry, dict)) or '-'),
         ('iSCSI', '%s (%s target(s))' % (report.get('iscsi'), report.get('iscsi_targets')))])
     left = _section(LEFT, headers=('relation', 'problems'), rows=[
