@@ -369,7 +369,7 @@ def test_every_class_is_found_exactly_and_nothing_else(ansible, dbs, cloud):
     bare = finding('info_cache_vif_without_network', 'nova:cell1/instance/' + ids.i_nonet)
     assert bare['severity'] == 'critical' and 'answers 500' in bare['message']
     assert bare['repair'] == {'module': 'stackmender.openstack.nova_network_info_cache',
-                              'args': {'instance': [ids.i_nonet], 'method': 'api'}}
+                              'args': {'instance': [ids.i_nonet], 'binding_from': 'neutron'}}
     caches = dict((uuid, finding('info_cache_empty', 'nova:cell1/instance/' + uuid)) for uuid in (
         ids.i_null, ids.i_emptylist, ids.i_nocache))
     assert [(caches[uuid]['resources']['cache'], caches[uuid]['severity']) for uuid in (
