@@ -144,8 +144,8 @@ class Table(object):
         cpu, rss_mb = (measure.cpu, measure.rss_mb) if measure else (None, None)
         self.rows.append(dict(case=case, size=size, seconds=seconds, ratio=ratio, cpu=cpu, rss_mb=rss_mb,
                               statements=statements, notes=notes))
-        log('%s [%s]: %.2f s%s%s' % (case, size, seconds, '' if ratio is None else ' (x%.2f)' % ratio,
-                                     '' if cpu is None else ', %.2f CPU s, %.0f MB' % (cpu, rss_mb)))
+        used = '' if measure is None else ', %.2f CPU s, %.0f MB' % (measure.cpu, measure.rss_mb)
+        log('%s [%s]: %.2f s%s%s' % (case, size, seconds, '' if ratio is None else ' (x%.2f)' % ratio, used))
 
     def markdown(self):
         def cell(value, digits=2):
